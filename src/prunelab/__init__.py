@@ -1,0 +1,25 @@
+"""prunelab: pruning and lottery-ticket research for PyTorch."""
+from .errors import (ChecksumError, ConfigError, DataNotFoundError, PrunelabError, TrainingDivergedError,
+                     UnknownNameError)
+from .primitives import Mask, MaskEnforcer, resolve_scope
+from .procedures import IMPConfig, IMPResult, run_imp, run_oneshot
+from .pruning import prune
+from .training import TrainConfig, evaluate, train
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):  # models and data import lazily: heavy registries, optional extras
+    if name in ("build_model", "list_models", "register_model"):
+        from . import models
+        return getattr(models, name)
+    if name in ("load_dataset", "list_datasets"):
+        from . import data
+        return getattr(data, name)
+    raise AttributeError(f"module 'prunelab' has no attribute {name!r}")
+
+
+__all__ = ["ChecksumError", "ConfigError", "DataNotFoundError", "IMPConfig", "IMPResult", "Mask",
+           "MaskEnforcer", "PrunelabError", "TrainConfig", "TrainingDivergedError", "UnknownNameError",
+           "build_model", "evaluate", "list_datasets", "list_models", "load_dataset", "prune",
+           "register_model", "resolve_scope", "run_imp", "run_oneshot", "train", "__version__"]

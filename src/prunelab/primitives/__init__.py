@@ -1,0 +1,15 @@
+"""Primitives: masks, scopes, scores, allocation, selection, enforcement, weight actions."""
+from .actions import random_mask_like
+from .allocation import (LTH_RATES, check_sparsity, keep_global, keep_global_rate, keep_per_layer_rates,
+                         keep_uniform, prune_count, resolve_rates)
+from .enforce import MaskEnforcer
+from .masks import Mask
+from .scopes import PRESETS, layer_groups, output_layer_name, resolve_scope
+from .scores import compute_scores, get_score, list_scores, register_score
+from .selection import TIE_RULES, select_global, select_layerwise, topk_flat
+
+__all__ = ["LTH_RATES", "Mask", "MaskEnforcer", "PRESETS", "TIE_RULES", "check_sparsity", "compute_scores",
+           "get_score", "keep_global", "keep_global_rate", "keep_per_layer_rates", "keep_uniform",
+           "layer_groups", "list_scores", "output_layer_name", "prune_count", "random_mask_like",
+           "register_score", "resolve_rates", "resolve_scope", "select_global", "select_layerwise",
+           "topk_flat"]

@@ -1,0 +1,111 @@
+"""Selection: scores + keep-counts -> a new mask, with explicit tie-breaking.
+
+Tie rules (what happens to weights whose score equals the threshold):
+- ``random``: the exact count is kept, tied entries chosen uniformly at random (seeded generator).
+- ``index``: the exact count is kept; among tied entries the lower flat index is pruned first
+  (the GST filter rule: "only the first k by index are removed").
+- ``keep``: every tied entry is kept, so the count may exceed the target (SNIP's ">= threshold").
+Entries already pruned are never revived.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+from ..errors import ConfigError
+from .masks import Mask
+
+TIE_RULES = ("random", "index", "keep")
+
+
+def _check_ties(ties: str) -> None:
+    if ties not in TIE_RULES:
+        raise ConfigError(f"unknown tie rule {ties!r}; allowed: {', '.join(TIE_RULES)}")
+
+
+def topk_flat(scores: torch.Tensor, active: torch.Tensor, k: int, *, ties: str = "random",
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Bool vector keeping the ``k`` highest ``scores`` among ``active`` entries (1-D tensors)."""
+    _check_ties(ties)
+    n_active = int(active.sum())
+    if not 0 <= k <= n_active:
+        raise ConfigError(f"cannot keep {k} entries: {n_active} are still unpruned (allowed 0..{n_active})")
+    if k == 0:
+        return torch.zeros_like(active)
+    if k == n_active:
+        return active.clone()
+    s = scores.detach()
+    if torch.isnan(s[active]).any():
+        raise ConfigError("scores contain NaN; a score must be a real number for every unpruned weight")
+    s = torch.where(active, s.to(torch.float64 if s.dtype == torch.float64 else torch.float32),
+                    torch.tensor(float("-inf"), device=s.device))
+    # k-th largest == (n-k+1)-th smallest; kthvalue is a selection, not a full sort.
+    thr = torch.kthvalue(s.cpu() if s.device.type == "mps" else s, s.numel() - k + 1).values
+    keep = s > thr
+    tied = (s == thr) & active
+    if ties == "keep":
+        return keep | tied
+    need = k - int(keep.sum())
+    tied_idx = tied.nonzero().flatten()
+    if ties == "index":
+        chosen = tied_idx[tied_idx.numel() - need:]
+    else:
+        perm = torch.randperm(tied_idx.numel(), generator=generator).to(tied_idx.device)
+        chosen = tied_idx[perm[:need]]
+    keep[chosen] = True
+    return keep
+
+
+def select_layerwise(scores: Mapping[str, torch.Tensor], mask: Mask, keep: Mapping[str, int], *,
+                     ties: str = "random", generator: torch.Generator | None = None) -> Mask:
+    """Per layer, keep ``keep[name]`` mask elements with the highest scores."""
+    out = {}
+    for n in mask:
+        m = mask[n]
+        if n not in keep:
+            out[n] = m.clone()
+            continue
+        s = scores[n]
+        if s.shape != m.shape:
+            raise ConfigError(f"score for {n!r} has shape {tuple(s.shape)}; the mask has {tuple(m.shape)}")
+        out[n] = topk_flat(s.reshape(-1), m.reshape(-1), int(keep[n]), ties=ties,
+                           generator=generator).view(m.shape)
+    return Mask(out, mask.shapes)
+
+
+def select_global(scores: Mapping[str, torch.Tensor], mask: Mask, keep: int, *, ties: str = "random",
+                  generator: torch.Generator | None = None, min_keep: Mapping[str, int] | None = None) -> Mask:
+    """Keep the ``keep`` highest-scoring weights over all layers at once (one global threshold).
+
+    ``min_keep`` sets a per-layer floor, so a global ranking cannot silently wipe out a small layer.
+    """
+    names = list(mask)
+    per = {mask._per_element(n) for n in names}
+    if len(per) > 1:
+        raise ConfigError("global selection needs every layer at the same granularity; "
+                          "use layerwise selection for mixed filter/weight masks")
+    floors = {n: int((min_keep or {}).get(n, 0)) for n in names}
+    if any(floors.values()):
+        return _select_global_with_floor(scores, mask, keep, floors, ties, generator)
+    flat_s = torch.cat([scores[n].detach().reshape(-1).float() for n in names])
+    flat_m = torch.cat([mask[n].reshape(-1) for n in names])
+    kept = topk_flat(flat_s, flat_m, int(keep), ties=ties, generator=generator)
+    out, i = {}, 0
+    for n in names:
+        size = mask[n].numel()
+        out[n] = kept[i:i + size].view(mask[n].shape)
+        i += size
+    return Mask(out, mask.shapes)
+
+
+def _select_global_with_floor(scores, mask, keep, floors, ties, generator) -> Mask:
+    # First give each layer its floor from its own best weights, then rank the rest globally.
+    base = select_layerwise(scores, mask, {n: min(floors[n], int(mask[n].sum())) for n in mask},
+                            ties=ties, generator=generator)
+    rest = keep - sum(int(base[n].sum()) for n in mask)
+    if rest < 0:
+        raise ConfigError(f"per-layer floors need {keep - rest} weights, more than the {keep} to keep")
+    remaining = mask - base
+    extra = select_global(scores, remaining, rest, ties=ties, generator=generator)
+    return base | extra

@@ -1,0 +1,198 @@
+"""Iterative magnitude pruning (lottery tickets), its rewinding variants, one-shot pruning and the controls.
+
+Round 0 trains the dense network. Each later round scores the trained weights, removes a fraction of the
+remaining ones, resets the survivors (``rewind``) and retrains:
+
+- ``init``: survivors back to their initial values θ0 (Frankle & Carbin);
+- ``iteration``: back to θ_k, the weights after ``rewind_iteration`` steps of the dense run, and the
+  schedule continues from k (Frankle et al. 2020);
+- ``lr``: keep the trained values and replay the learning-rate schedule from the start (Renda et al.);
+- ``finetune``: keep the trained values and train with ``finetune`` (a separate TrainConfig).
+
+Controls, trained with the same budget from the same starting point as the ticket of each round:
+``reinit`` (the ticket's mask on a fresh random initialisation) and ``random_mask`` (random positions with
+the ticket's per-layer counts).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Optional, Sequence, Union
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from torch import nn
+
+from ..primitives.actions import random_mask_like
+from ..primitives.masks import Mask
+from ..pruning import prune
+from ..seeding import derive_seed, generator
+from ..training import TrainConfig, TrainResult, restore, snapshot, train
+
+REWINDS = ("init", "iteration", "lr", "finetune")
+CONTROLS = ("reinit", "random_mask")
+
+
+class IMPConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rounds: int = Field(1, ge=0)
+    # per-round fraction of remaining weights removed: float, {group or param: rate}, or preset name
+    rate: Union[float, dict[str, float], str] = 0.2
+    # alternatively a final sparsity reached after `rounds` equal-rate rounds (one-shot: rounds=1)
+    sparsity: Optional[float] = Field(None, ge=0, lt=1)
+    allocation: Literal["layerwise", "global"] = "layerwise"
+    rounding: Literal["plain", "official"] = "plain"
+    score: str = "magnitude"
+    scope: Union[str, list[str], None] = None
+    ties: Literal["random", "index", "keep"] = "random"
+    rewind: Literal["init", "iteration", "lr", "finetune"] = "init"
+    rewind_iteration: int = Field(0, ge=0)
+    controls: tuple[Literal["reinit", "random_mask"], ...] = ()
+
+    @field_validator("rate")
+    @classmethod
+    def _rate_range(cls, v):
+        vals = [v] if isinstance(v, (int, float)) else (list(v.values()) if isinstance(v, dict) else [])
+        for r in vals:
+            if not 0 <= r < 1:
+                raise ValueError(f"rate {r!r} is outside [0, 1) (fraction of remaining weights removed)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.sparsity is not None and self.rounds < 1:
+            raise ValueError("sparsity needs rounds >= 1")
+        if self.rewind != "iteration" and self.rewind_iteration:
+            raise ValueError(f"rewind_iteration={self.rewind_iteration} needs rewind='iteration', "
+                             f"got rewind={self.rewind!r}")
+        return self
+
+    def round_rate(self):
+        if self.sparsity is None:
+            return self.rate
+        return 1.0 - (1.0 - self.sparsity) ** (1.0 / self.rounds)
+
+
+@dataclass
+class RoundResult:
+    variant: str          # "ticket", "reinit", "random_mask"
+    round: int
+    kept: int
+    total: int
+    final: dict           # last evaluation row
+    early_stop: dict      # row of minimum validation loss (empty without a validation split)
+    mask: Mask
+    history: list = field(default_factory=list)
+
+    @property
+    def density(self) -> float:
+        return self.kept / self.total
+
+    def row(self) -> dict:
+        out = {"variant": self.variant, "round": self.round, "kept": self.kept, "total": self.total,
+               "remaining_pct": 100.0 * self.density}
+        for k in ("test_acc", "test_loss", "val_acc", "val_loss"):
+            if k in self.final:
+                out[k] = self.final[k]
+        if self.early_stop:
+            out["early_stop_iteration"] = self.early_stop["iteration"]
+            if "test_acc" in self.early_stop:
+                out["early_stop_test_acc"] = self.early_stop["test_acc"]
+        return out
+
+
+@dataclass
+class IMPResult:
+    rounds: list[RoundResult] = field(default_factory=list)
+
+    def table(self):
+        import pandas as pd
+        return pd.DataFrame([r.row() for r in self.rounds])
+
+    def masks(self, variant: str = "ticket") -> list[Mask]:
+        return [r.mask for r in self.rounds if r.variant == variant]
+
+
+ModelFn = Callable[[int], nn.Module]
+
+
+def _record(variant, rnd, mask, res: TrainResult, keep_history) -> RoundResult:
+    return RoundResult(variant, rnd, mask.kept(), mask.total(), res.final, res.early_stop("val"),
+                       mask.clone(), res.history if keep_history else [])
+
+
+def run_imp(model_fn: ModelFn, data, train_cfg: TrainConfig, imp: IMPConfig, *, seed: int = 0,
+            finetune: Optional[TrainConfig] = None, keep_history: bool = False,
+            on_round: Optional[Callable[[RoundResult], None]] = None) -> IMPResult:
+    """Run IMP (and its controls) for ``imp.rounds`` pruning rounds; returns every round's results.
+
+    ``model_fn(seed)`` builds a freshly initialised model; it is called once for the ticket and once per
+    round for the ``reinit`` control (with a different derived seed).
+    """
+    if imp.rewind == "finetune" and finetune is None:
+        from ..errors import ConfigError
+        raise ConfigError("rewind='finetune' needs a finetune TrainConfig")
+    model = model_fn(seed)
+    mask = Mask.ones(model, imp.scope)
+    init_state = snapshot(model)
+    k = imp.rewind_iteration
+    ckpts = (k,) if imp.rewind == "iteration" else ()
+    res = train(model, data, train_cfg, mask=mask, seed=seed, checkpoint_at=ckpts, desc="round 0")
+    rewind_state = res.checkpoints[k] if imp.rewind == "iteration" else init_state
+    out = IMPResult()
+
+    def emit(r: RoundResult):
+        out.rounds.append(r)
+        if on_round is not None:
+            on_round(r)
+
+    emit(_record("ticket", 0, mask, res, keep_history))
+    rate = imp.round_rate()
+    for rnd in range(1, imp.rounds + 1):
+        mask = prune(model, mask=mask, rate=rate, allocation=imp.allocation, rounding=imp.rounding,
+                     score=imp.score, ties=imp.ties, seed=derive_seed(seed, "prune", rnd), apply=False,
+                     init_state=init_state)
+        cfg, start = train_cfg, 0
+        if imp.rewind in ("init", "iteration"):
+            restore(model, rewind_state)
+            start = k
+        elif imp.rewind == "finetune":
+            cfg = finetune
+        res = train(model, data, cfg, mask=mask, seed=derive_seed(seed, "round", rnd), start_iteration=start,
+                    desc=f"round {rnd}")
+        emit(_record("ticket", rnd, mask, res, keep_history))
+        trained_state = snapshot(model)
+        for control in imp.controls:
+            emit(_run_control(control, model_fn, model, data, cfg, mask, seed, rnd, start,
+                              rewind_state if imp.rewind in ("init", "iteration") else None,
+                              imp.rewind, keep_history))
+        restore(model, trained_state)
+    return out
+
+
+def _run_control(control, model_fn, model, data, cfg, mask, seed, rnd, start, rewind_state, rewind,
+                 keep_history) -> RoundResult:
+    cseed = derive_seed(seed, control, rnd)
+    if control == "reinit":
+        fresh = model_fn(cseed)
+        cmask = mask
+        if rewind == "iteration":
+            # a fresh init has no θ_k: start its schedule at 0, with the ticket's remaining budget
+            start = 0
+        cmodel = fresh
+    else:
+        cmask = random_mask_like(mask, generator(cseed, "mask"))
+        cmodel = model
+        if rewind_state is not None:
+            restore(cmodel, rewind_state)
+    res = train(cmodel, data, cfg, mask=cmask, seed=derive_seed(seed, "round", rnd), start_iteration=start,
+                desc=f"{control} {rnd}")
+    return _record(control, rnd, cmask, res, keep_history)
+
+
+def run_oneshot(model_fn: ModelFn, data, train_cfg: TrainConfig, sparsity: float, *,
+                rewind: Literal["init", "iteration", "lr", "finetune"] = "finetune",
+                finetune: Optional[TrainConfig] = None, seed: int = 0, **imp_kw) -> IMPResult:
+    """Train dense, prune to ``sparsity`` at once, then retrain (rewind) or fine-tune."""
+    return run_imp(model_fn, data, train_cfg, IMPConfig(rounds=1, sparsity=sparsity, rewind=rewind, **imp_kw),
+                   seed=seed, finetune=finetune)

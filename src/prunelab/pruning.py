@@ -1,0 +1,58 @@
+"""One-call pruning of any ``nn.Module``: score, allocate, select, apply."""
+from __future__ import annotations
+
+from typing import Literal, Mapping, Optional
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .primitives.allocation import (RateSpec, check_sparsity, keep_global, keep_global_rate,
+                                    keep_per_layer_rates, keep_uniform, resolve_rates)
+from .primitives.masks import Mask
+from .primitives.scopes import ScopeLike
+from .primitives.scores import compute_scores
+from .primitives.selection import select_global, select_layerwise
+from .seeding import generator as make_generator
+
+ALLOCATIONS = ("global", "layerwise")
+
+
+def prune(model: nn.Module, *, sparsity: Optional[float] = None, rate: Optional[RateSpec] = None,
+          mask: Optional[Mask] = None, scope: ScopeLike = None, score: str = "magnitude",
+          allocation: Literal["global", "layerwise"] = "global", rounding: str = "plain",
+          ties: str = "random", seed: int = 0, min_keep: Optional[Mapping[str, int]] = None,
+          apply: bool = True, **score_context) -> Mask:
+    """Prune ``model`` and return the new mask.
+
+    Give either ``sparsity`` (final fraction of the scope removed, e.g. 0.9) or ``rate`` (fraction of the
+    *remaining* weights removed now: a float, a per-layer/per-group mapping, or a preset such as
+    ``"lenet300_100"``). ``mask`` is the current mask (default: everything in ``scope`` kept); pruned
+    weights are never revived. ``allocation`` is ``global`` (one threshold over all layers) or
+    ``layerwise`` (each layer by itself). With ``apply`` the pruned weights are zeroed in ``model``.
+    """
+    if (sparsity is None) == (rate is None):
+        raise ConfigError(f"give exactly one of sparsity={sparsity!r} or rate={rate!r}")
+    if allocation not in ALLOCATIONS:
+        raise ConfigError(f"unknown allocation {allocation!r}; allowed: {', '.join(ALLOCATIONS)}")
+    mask = mask if mask is not None else Mask.ones(model, scope)
+    mask.check(model)
+    g = make_generator(seed, "selection")
+    scores = compute_scores(score, model, mask, generator=make_generator(seed, "score"), **score_context)
+    if allocation == "global":
+        if sparsity is not None:
+            keep = keep_global(mask, check_sparsity(sparsity))
+        else:
+            if not isinstance(rate, (int, float)):
+                raise ConfigError(f"global allocation takes one rate, got {rate!r}")
+            keep = keep_global_rate(mask, float(rate), rounding)
+        new = select_global(scores, mask, keep, ties=ties, generator=g, min_keep=min_keep)
+    else:
+        if sparsity is not None:
+            counts = keep_uniform(mask, check_sparsity(sparsity))
+        else:
+            counts = keep_per_layer_rates(mask, resolve_rates(model, mask, rate), rounding)
+        new = select_layerwise(scores, mask, counts, ties=ties, generator=g)
+    if apply:
+        new.apply(model)
+    return new

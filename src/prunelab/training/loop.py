@@ -1,0 +1,210 @@
+"""The training loop: one function, used by every procedure."""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError, TrainingDivergedError
+from ..primitives.enforce import MaskEnforcer
+from ..primitives.masks import Mask
+from ..seeding import derive_seed, generator
+from .config import TrainConfig
+from .state import snapshot
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)        # one row per evaluation
+    checkpoints: dict[int, dict] = field(default_factory=dict)  # iteration -> state (weights + buffers)
+    iterations: int = 0
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+    def early_stop(self, split: str = "val") -> dict:
+        """The evaluation row with minimum ``split`` loss (the LTH early-stopping iteration)."""
+        key = f"{split}_loss"
+        rows = [r for r in self.history if key in r]
+        return min(rows, key=lambda r: r[key]) if rows else {}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; allowed here: cpu, auto")
+    return dev
+
+
+def _has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("precision 'fp16' needs a CUDA device; on CPU use 'bf16' or 'fp32'")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, split: str, *, batch_size: int = 1000, precision: str = "fp32",
+             channels_last: bool = False) -> dict[str, float]:
+    """Mean cross-entropy loss and accuracy of ``model`` on one split of ``data``."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ctx = _autocast(precision, device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    n = 0
+    for x, y in data.batches(split, batch_size, shuffle=False, augment=False, channels_last=channels_last):
+        with ctx:
+            out = model(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
+        correct += (out.argmax(1) == y).sum()
+        n += y.numel()
+    model.train(was_training)
+    return {f"{split}_loss": float(loss_sum) / max(n, 1), f"{split}_acc": float(correct) / max(n, 1)}
+
+
+Callback = Callable[[int, nn.Module], None]
+
+
+def train(model: nn.Module, data, cfg: TrainConfig, *, mask: Optional[Mask] = None, seed: int = 0,
+          start_iteration: int = 0, checkpoint_at: Sequence[int] = (), callbacks: Sequence[Callback] = (),
+          desc: str = "train") -> TrainResult:
+    """Train ``model`` in place on ``data`` per ``cfg``; pruned weights (``mask``) stay exactly zero.
+
+    The run is a pure function of (initial state, mask, cfg, seed, start_iteration): batch order and
+    augmentation of epoch ``e`` come from a generator seeded with (seed, e), so training from
+    ``start_iteration = k`` replays exactly the batches an uninterrupted run sees from iteration k on
+    (rewinding to iteration k, resuming).
+    """
+    device = resolve_device(cfg.device)
+    model.to(device)
+    channels_last = cfg.channels_last if cfg.channels_last is not None else _has_conv2d(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.train()
+    n_train = len(data.train)
+    per_epoch = cfg.iterations_per_epoch(n_train)
+    total = cfg.total_iterations(n_train)
+    if not 0 <= start_iteration <= total:
+        raise ConfigError(f"start_iteration {start_iteration} is outside [0, {total}] (the budget)")
+    eval_every = cfg.eval_every or per_epoch
+    checkpoint_at = set(int(c) for c in checkpoint_at)
+    torch.manual_seed(derive_seed(seed, "torch-global", start_iteration))
+
+    optimizer = build_optimizer(cfg, model.parameters())
+    enforcer = None
+    if mask is not None:
+        enforcer = MaskEnforcer(model, mask.to(device), mask_grads=cfg.mask_grads).attach(optimizer)
+    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+    autocast = _autocast(cfg.precision, device)
+    result = TrainResult()
+
+    def set_lr(it: int) -> float:
+        lr = cfg.lr * cfg.lr_factor(it, n_train)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def run_eval(it: int, run_loss, run_correct, run_n) -> None:
+        row = {"iteration": it, "epoch": it / per_epoch, "lr": optimizer.param_groups[0]["lr"]}
+        if run_n:
+            row["train_running_loss"] = float(run_loss) / run_n
+            row["train_running_acc"] = float(run_correct) / run_n
+            if not math.isfinite(row["train_running_loss"]):
+                raise TrainingDivergedError(f"{desc}: training loss became {row['train_running_loss']} "
+                                            f"by iteration {it}; lower the learning rate (lr={cfg.lr})")
+        for split in cfg.eval_splits:
+            if split == "val" and getattr(data, "val", None) is None:
+                continue
+            row.update(evaluate(model, data, split, batch_size=cfg.eval_batch_size,
+                                precision=cfg.precision, channels_last=channels_last))
+        model.train()
+        result.history.append(row)
+
+    it = start_iteration
+    if it in checkpoint_at:
+        result.checkpoints[it] = snapshot(model)
+    try:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, initial=it, desc=desc, disable=not cfg.progress, leave=False)
+    except ImportError:  # pragma: no cover
+        bar = None
+    run_loss = torch.zeros((), dtype=torch.float64, device=device)
+    run_correct = torch.zeros((), dtype=torch.int64, device=device)
+    run_n = 0
+    epoch = it // per_epoch
+    skip = it - epoch * per_epoch
+    while it < total:
+        g = generator(seed, "data-order", epoch)
+        for b, (x, y) in enumerate(data.batches("train", cfg.batch_size, shuffle=True, generator=g,
+                                                augment=cfg.augment, drop_last=cfg.drop_last,
+                                                channels_last=channels_last)):
+            if b < skip:
+                continue
+            if it >= total:
+                break
+            set_lr(it)
+            with autocast:
+                out = model(x)
+                loss = F.cross_entropy(out.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            it += 1
+            with torch.no_grad():
+                run_loss += loss.detach().double() * y.numel()
+                run_correct += (out.argmax(1) == y).sum()
+            run_n += y.numel()
+            if it % cfg.nan_check_every == 0 and not torch.isfinite(run_loss):
+                raise TrainingDivergedError(f"{desc}: training loss became non-finite by iteration {it}; "
+                                            f"lower the learning rate (lr={cfg.lr})")
+            for cb in callbacks:
+                cb(it, model)
+            if it in checkpoint_at:
+                result.checkpoints[it] = snapshot(model)
+            if it % eval_every == 0 or it == total:
+                run_eval(it, run_loss, run_correct, run_n)
+                run_loss.zero_()
+                run_correct.zero_()
+                run_n = 0
+            if bar is not None:
+                bar.update(1)
+        skip = 0
+        epoch += 1
+    if bar is not None:
+        bar.close()
+    if enforcer is not None:
+        enforcer.detach()
+    if not result.history or result.history[-1]["iteration"] != it:
+        run_eval(it, run_loss, run_correct, run_n)
+    result.iterations = it
+    return result

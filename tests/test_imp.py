@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from prunelab import IMPConfig, Mask, TrainConfig, run_imp, run_oneshot
+from prunelab.primitives import prune_count
+
+from conftest import tiny_mlp
+
+CFG = TrainConfig(optimizer="adam", lr=1e-2, batch_size=32, epochs=3)
+
+
+def test_imp_bookkeeping_and_rewind_to_init(blobs):
+    imp = IMPConfig(rounds=3, rate={"fc": 0.5, "output": 0.2}, controls=("reinit", "random_mask"))
+    res = run_imp(tiny_mlp, blobs, CFG, imp, seed=0)
+    tickets = [r for r in res.rounds if r.variant == "ticket"]
+    assert [r.round for r in tickets] == [0, 1, 2, 3]
+    # per-layer counts follow the rates exactly: fc1 12*32=384, fc2 32*32=1024, out 32*3=96
+    counts = {"fc1.weight": 384, "fc2.weight": 1024, "out.weight": 96}
+    for t in tickets[1:]:
+        for n, rate in (("fc1.weight", .5), ("fc2.weight", .5), ("out.weight", .2)):
+            counts[n] -= prune_count(counts[n], rate)
+        assert {n: t.mask.kept(n) for n in counts} == counts
+    # masks are nested: a pruned weight stays pruned
+    for a, b in zip(tickets[1:], tickets[2:]):
+        assert (b.mask - a.mask).kept() == 0
+    # controls: same per-layer counts, trained, and present in the table
+    for variant in ("reinit", "random_mask"):
+        ctrl = [r for r in res.rounds if r.variant == variant]
+        assert [r.round for r in ctrl] == [1, 2, 3]
+        for c, t in zip(ctrl, tickets[1:]):
+            assert c.mask.layer_counts() == t.mask.layer_counts()
+    rm = [r for r in res.rounds if r.variant == "random_mask"][-1]
+    assert rm.mask.overlap(tickets[-1].mask) < 0.9
+    df = res.table()
+    assert set(df.variant) == {"ticket", "reinit", "random_mask"}
+    assert {"remaining_pct", "test_acc", "early_stop_iteration", "early_stop_test_acc"} <= set(df.columns)
+    assert df[df.variant == "ticket"].remaining_pct.iloc[0] == 100.0
+
+
+def test_survivors_start_from_initial_values(blobs, monkeypatch):
+    """Rewinding to init: at the start of round 1 the kept weights equal θ0 and pruned ones are 0."""
+    import prunelab.procedures.imp as imp_mod
+    starts = []
+    real_train = imp_mod.train
+
+    def spy(model, data, cfg, **kw):
+        starts.append(({k: v.clone() for k, v in model.state_dict().items()}, kw.get("mask"),
+                       kw.get("start_iteration", 0)))
+        return real_train(model, data, cfg, **kw)
+
+    monkeypatch.setattr(imp_mod, "train", spy)
+    run_imp(tiny_mlp, blobs, CFG, IMPConfig(rounds=1, rate=0.5), seed=0)
+    theta0 = tiny_mlp(0).state_dict()
+    state1, mask1, _ = starts[1]
+    for n in mask1:
+        kept = mask1.expanded(n)
+        assert torch.equal(state1[n][kept], theta0[n][kept])
+    assert torch.equal(state1["fc1.bias"], theta0["fc1.bias"])  # unpruned biases rewind too
+
+
+def test_rewind_iteration_and_lr_rewinding(blobs, monkeypatch):
+    import prunelab.procedures.imp as imp_mod
+    starts = []
+    real_train = imp_mod.train
+
+    def spy(model, data, cfg, **kw):
+        starts.append(({k: v.clone() for k, v in model.state_dict().items()}, kw))
+        return real_train(model, data, cfg, **kw)
+
+    monkeypatch.setattr(imp_mod, "train", spy)
+    res = run_imp(tiny_mlp, blobs, CFG, IMPConfig(rounds=1, rate=0.5, rewind="iteration", rewind_iteration=5))
+    assert starts[1][1]["start_iteration"] == 5
+    from prunelab import train
+    theta5 = real_train(tiny_mlp(0), blobs, CFG, seed=0, checkpoint_at=(5,)).checkpoints[5]
+    mask1 = starts[1][1]["mask"]
+    for n in mask1:
+        kept = mask1.expanded(n)
+        assert torch.equal(starts[1][0][n][kept], theta5[n][kept])
+    assert len(res.rounds) == 2
+    starts.clear()
+    run_imp(tiny_mlp, blobs, CFG, IMPConfig(rounds=1, rate=0.5, rewind="lr"))
+    # LR rewinding keeps the trained values of the survivors and replays the schedule from 0
+    assert starts[1][1].get("start_iteration", 0) == 0
+    state_after_dense = starts[1][0]
+    assert not torch.equal(state_after_dense["fc1.weight"], tiny_mlp(0).state_dict()["fc1.weight"])
+
+
+def test_oneshot_reaches_target_sparsity(blobs):
+    ft = TrainConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=1)
+    res = run_oneshot(tiny_mlp, blobs, CFG, 0.8, rewind="finetune", finetune=ft, allocation="global")
+    last = res.rounds[-1]
+    assert last.kept == last.total - round(0.8 * last.total)
+    assert last.final["test_acc"] > 0.5
+
+
+def test_imp_config_errors():
+    with pytest.raises(ValueError, match="1.5"):
+        IMPConfig(sparsity=1.5)
+    with pytest.raises(ValueError, match="rewind_iteration"):
+        IMPConfig(rewind="init", rewind_iteration=10)
+    with pytest.raises(ValueError, match="controls"):
+        IMPConfig(controls=("shuffle",))

@@ -1,0 +1,109 @@
+import math
+
+import pytest
+import torch
+
+from prunelab import ConfigError, TrainConfig, TrainingDivergedError, prune, train
+from prunelab.training import restore, snapshot, evaluate
+
+from conftest import tiny_mlp
+
+
+def params_equal(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_deterministic_given_seed(blobs):
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=32, epochs=3)
+    a, b = tiny_mlp(1), tiny_mlp(1)
+    ra, rb = train(a, blobs, cfg, seed=5), train(b, blobs, cfg, seed=5)
+    assert params_equal(a, b) and ra.history == rb.history
+    c = tiny_mlp(1)
+    train(c, blobs, cfg, seed=6)
+    assert not params_equal(a, c)
+
+
+def test_learns_and_reports_history(blobs):
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, batch_size=32, epochs=10, eval_splits=("train", "val", "test"))
+    m = tiny_mlp(0)
+    res = train(m, blobs, cfg, seed=0)
+    per_epoch = math.ceil(240 / 32)
+    assert [r["iteration"] for r in res.history] == [per_epoch * e for e in range(1, 11)]
+    assert res.final["test_acc"] > 0.9 and res.final["train_acc"] > 0.9
+    # the evaluation equals an independent computation
+    with torch.no_grad():
+        x = (blobs.test.x - 0.0) / 1.0
+        acc = (m(x).argmax(1) == blobs.test.y).float().mean().item()
+    assert res.final["test_acc"] == pytest.approx(acc)
+    es = res.early_stop("val")
+    assert es["val_loss"] == min(r["val_loss"] for r in res.history)
+
+
+def test_rewind_to_iteration_replays_the_same_batches(blobs):
+    """Plain SGD has no optimizer state, so continuing from checkpoint k must reproduce the full run."""
+    cfg = TrainConfig(optimizer="sgd", lr=0.05, momentum=0.0, batch_size=32, iterations=30,
+                      schedule="multistep", milestones=(20,))
+    full = tiny_mlp(0)
+    res = train(full, blobs, cfg, seed=3, checkpoint_at=(0, 11))
+    resumed = tiny_mlp(99)
+    restore(resumed, res.checkpoints[11])
+    train(resumed, blobs, cfg, seed=3, start_iteration=11)
+    assert params_equal(full, resumed)
+    init = tiny_mlp(0)
+    assert all(torch.equal(v, init.state_dict()[k]) for k, v in res.checkpoints[0].items())
+
+
+def test_checkpoints_include_bn_buffers(blobs):
+    from torch import nn
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    res = train(m, blobs, TrainConfig(lr=0.05, batch_size=32, iterations=5), checkpoint_at=(3,))
+    ck = res.checkpoints[3]
+    assert int(ck["1.num_batches_tracked"]) == 3 and not torch.equal(ck["1.running_mean"], torch.zeros(16))
+    assert int(m[1].num_batches_tracked) == 5
+
+
+def test_masked_training_keeps_zeros(blobs):
+    m = tiny_mlp(0)
+    mask = prune(m, sparsity=0.75)
+    train(m, blobs, TrainConfig(optimizer="adamw", lr=1e-2, weight_decay=0.1, batch_size=16, iterations=50),
+          mask=mask)
+    from prunelab import Mask
+    assert Mask.from_weights(m).kept() == mask.kept()
+
+
+def test_lr_schedules():
+    c = TrainConfig(lr=1.0, iterations=100, schedule="multistep", milestones=(50, 75), gamma=0.1)
+    assert [c.lr_factor(i, 10) for i in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, .1, .1, .01, .01])
+    cos = TrainConfig(lr=1.0, iterations=100, schedule="cosine")
+    assert cos.lr_factor(0, 10) == 1.0 and cos.lr_factor(50, 10) == pytest.approx(0.5)
+    assert cos.lr_factor(100, 10) == pytest.approx(0.0, abs=1e-12)
+    w = TrainConfig(lr=1.0, iterations=100, warmup_iterations=4)
+    assert [w.lr_factor(i, 10) for i in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    ep = TrainConfig(lr=1.0, epochs=4, batch_size=10, schedule="multistep", milestones=(2,))
+    assert ep.total_iterations(95) == 40 and ep.milestone_iterations(95) == [20]
+
+
+def test_config_errors_name_values():
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=-0.1, epochs=1)
+    with pytest.raises(ValueError, match="exactly one budget"):
+        TrainConfig(lr=0.1)
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="rmsprop", epochs=1)
+    with pytest.raises(ValueError, match="momentun"):
+        TrainConfig(momentun=0.9, epochs=1)
+
+
+def test_nan_detection_stops_with_clear_error(blobs):
+    m = tiny_mlp(0)
+    with torch.no_grad():
+        m.fc1.weight.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="non-finite|nan"):
+        train(m, blobs, TrainConfig(lr=0.1, batch_size=32, iterations=60, nan_check_every=10))
+
+
+def test_device_errors(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="cuda"):
+        train(tiny_mlp(0), None, TrainConfig(lr=0.1, iterations=1, device="cuda"))
