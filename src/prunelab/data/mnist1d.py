@@ -1,0 +1,43 @@
+"""MNIST-1D, generated in memory by the ``mnist1d`` package (no download, no files).
+
+Samples are 1-D signals of length 40 returned flat, shape (N, 40) float32: 4,000 train / 1,000 test with
+the package's default arguments (seed 42), equal to the reference ``mnist1d_data.pkl``.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import numpy as np
+
+from prunelab.data.files import RawData
+
+__all__ = ["generate_mnist1d"]
+
+
+@functools.lru_cache(maxsize=2)
+def _generate(seed: int) -> tuple[np.ndarray, ...]:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed = seed
+    # make_dataset reseeds Python's and NumPy's global generators; callers must not see that.
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        data = make_dataset(args)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    out = (
+        np.asarray(data["x"], dtype=np.float32), np.asarray(data["y"], dtype=np.int64),
+        np.asarray(data["x_test"], dtype=np.float32), np.asarray(data["y_test"], dtype=np.int64),
+    )
+    for a in out:
+        a.setflags(write=False)  # cached: shared between calls
+    return out
+
+
+def generate_mnist1d(seed: int = 42) -> RawData:
+    """The standard MNIST-1D split (seed 42 is the package default and the published data set)."""
+    return RawData(*(a.copy() for a in _generate(int(seed))))
