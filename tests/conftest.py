@@ -4,6 +4,9 @@ from torch import nn
 
 from prunelab.data import Dataset, Split
 
+# The tests train tiny models: intra-op threads only add synchronisation and contend with parallel jobs.
+torch.set_num_threads(1)
+
 
 def make_blobs(n_train=240, n_val=60, n_test=120, dim=12, classes=3, seed=0):
     """Gaussian blobs around random class centres: learnable in a few steps, cheap to train on."""

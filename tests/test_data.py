@@ -521,3 +521,21 @@ def test_real_cifar10():
     counts = np.array(ds.train.class_counts(10)) + np.array(ds.val.class_counts(10))
     assert counts.tolist() == [5000] * 10 and ds.val.class_counts(10) == [500] * 10
     assert ds.test.class_counts(10) == [1000] * 10
+
+
+def test_mnist1d_disk_cache_roundtrip_and_damage(tmp_path):
+    from prunelab.data.mnist1d import generate_mnist1d
+
+    def arrays(raw):
+        return raw.x_train, raw.y_train, raw.x_test, raw.y_test
+
+    fresh = arrays(generate_mnist1d(cache_dir=tmp_path))
+    path = tmp_path / "mnist1d_seed42.safetensors"
+    assert path.is_file()
+    cached = arrays(generate_mnist1d(cache_dir=tmp_path))
+    for a, b in zip(fresh, cached):
+        assert np.array_equal(a, b) and a.dtype == b.dtype
+    assert fresh[0].shape == (4000, 40) and fresh[3].shape == (1000,)
+    path.write_bytes(path.read_bytes()[:100])  # truncated: regenerated, never trusted
+    again = arrays(generate_mnist1d(cache_dir=tmp_path))
+    assert all(np.array_equal(a, b) for a, b in zip(fresh, again))

@@ -7,7 +7,10 @@ the package's default arguments (seed 42), equal to the reference ``mnist1d_data
 from __future__ import annotations
 
 import functools
+import os
 import random
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +41,38 @@ def _generate(seed: int) -> tuple[np.ndarray, ...]:
     return out
 
 
-def generate_mnist1d(seed: int = 42) -> RawData:
-    """The standard MNIST-1D split (seed 42 is the package default and the published data set)."""
-    return RawData(*(a.copy() for a in _generate(int(seed))))
+_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _cached(seed: int, cache_dir: Path | None) -> tuple[np.ndarray, ...]:
+    """Generation takes seconds; keep the result beside the other datasets (safetensors, no pickle)."""
+    from safetensors.numpy import load_file, save_file
+
+    path = cache_dir / f"mnist1d_seed{seed}.safetensors" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        try:
+            d = load_file(str(path))
+            return tuple(d[k] for k in _KEYS)
+        except Exception:  # a damaged cache is regenerated, never trusted
+            pass
+    out = _generate(seed)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            os.close(fd)
+            try:
+                save_file(dict(zip(_KEYS, out)), tmp)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        except OSError:  # a read-only data root only costs the regeneration next time
+            pass
+    return out
+
+
+def generate_mnist1d(seed: int = 42, cache_dir: Path | None = None) -> RawData:
+    """The standard MNIST-1D split (seed 42 is the package default and the published data set),
+    cached in ``cache_dir`` when given."""
+    return RawData(*(np.array(a, copy=True) for a in _cached(int(seed), cache_dir)))

@@ -81,7 +81,7 @@ DATASETS: dict[str, DatasetInfo] = {
     # Signals are already standardised by the generator (zero mean, unit std), so "standard" is identity.
     "mnist1d": DatasetInfo(
         "mnist1d", 10, (40,), (0.0,), (1.0,), tuple(str(d) for d in range(10)),
-        None, False, False, lambda root, download, progress: generate_mnist1d(),
+        None, False, False, lambda root, download, progress: generate_mnist1d(cache_dir=root / "mnist1d"),
     ),
 }
 

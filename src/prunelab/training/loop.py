@@ -103,6 +103,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask: Optional[Mask] = No
     """
     device = resolve_device(cfg.device)
     model.to(device)
+    if getattr(data, "device", device) != device:
+        data.to(device)  # once, in place: batches are then sliced on the device with no host copies
     channels_last = cfg.channels_last if cfg.channels_last is not None else _has_conv2d(model)
     if channels_last:
         model.to(memory_format=torch.channels_last)
