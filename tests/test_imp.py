@@ -100,3 +100,41 @@ def test_imp_config_errors():
         IMPConfig(rewind="init", rewind_iteration=10)
     with pytest.raises(ValueError, match="controls"):
         IMPConfig(controls=("shuffle",))
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_after_crash_gives_identical_results(blobs, tmp_path):
+    imp = IMPConfig(rounds=3, rate=0.4, controls=("random_mask",))
+    clean = run_imp(tiny_mlp, blobs, CFG, imp, seed=4)
+
+    def crash_in_round_2(r):
+        if r.round == 2 and r.variant == "random_mask":
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_imp(tiny_mlp, blobs, CFG, imp, seed=4, resume=tmp_path, on_round=crash_in_round_2)
+    from prunelab.procedures.resume import RoundStore
+    assert RoundStore(tmp_path).finished_rounds() == [0, 1]
+    computed = []
+    resumed = run_imp(tiny_mlp, blobs, CFG, imp, seed=4, resume=tmp_path, on_round=computed.append)
+    assert sorted({r.round for r in computed}) == [2, 3]  # rounds 0-1 came from disk
+    assert resumed.table().equals(clean.table())
+    for a, b in zip(resumed.rounds, clean.rounds):
+        assert a.mask == b.mask
+
+
+def test_damaged_round_checkpoint_is_recomputed(blobs, tmp_path):
+    imp = IMPConfig(rounds=2, rate=0.4)
+    clean = run_imp(tiny_mlp, blobs, CFG, imp, seed=1, resume=tmp_path)
+    state = tmp_path / "round_001" / "state_model.safetensors"
+    state.write_bytes(state.read_bytes()[:-10])  # truncated
+    from prunelab.procedures.resume import RoundStore
+    assert RoundStore(tmp_path).finished_rounds() == [0]
+    computed = []
+    again = run_imp(tiny_mlp, blobs, CFG, imp, seed=1, resume=tmp_path, on_round=computed.append)
+    assert [r.round for r in computed] == [1, 2]
+    assert again.table().equals(clean.table())
+    assert RoundStore(tmp_path).finished_rounds() == [0, 1, 2]

@@ -82,3 +82,16 @@ def test_prune_api_global_and_layerwise():
         prune(m2, sparsity=0.5, allocation="per_layer")
     with pytest.raises(ConfigError, match="score"):
         prune(m2, sparsity=0.5, score="snipp")
+
+
+def test_prune_warns_when_global_ranking_empties_a_layer():
+    m = nn.Sequential(nn.Linear(50, 50), nn.ReLU(), nn.Linear(50, 2))
+    with torch.no_grad():
+        m[2].weight.fill_(1e-6)  # tiny output layer weights: first to go globally
+    with pytest.warns(UserWarning, match=r"2\.weight.*min_keep"):
+        prune(m, sparsity=0.9)
+    m2 = nn.Sequential(nn.Linear(50, 50), nn.ReLU(), nn.Linear(50, 2))
+    with torch.no_grad():
+        m2[2].weight.fill_(1e-6)
+    mask = prune(m2, sparsity=0.9, min_keep={"2.weight": 10})
+    assert mask.kept("2.weight") == 10

@@ -107,3 +107,41 @@ def test_device_errors(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="cuda"):
         train(tiny_mlp(0), None, TrainConfig(lr=0.1, iterations=1, device="cuda"))
+
+
+def test_checkpoint_save_load_bit_exact_without_pickle(tmp_path, monkeypatch):
+    from torch import nn
+    from prunelab.training import load_state, save_state
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).to(memory_format=torch.channels_last)
+    m(torch.randn(2, 3, 5, 5))  # populate BN running statistics
+    state = snapshot(m)
+    save_state(tmp_path / "s.safetensors", state, {"iteration": 7})
+    import pickle
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: (_ for _ in ()).throw(AssertionError("unpickled")))
+    loaded, meta = load_state(tmp_path / "s.safetensors")
+    assert meta == {"iteration": 7} and loaded.keys() == state.keys()
+    for k in state:
+        assert torch.equal(loaded[k], state[k]) and loaded[k].dtype == state[k].dtype
+    m2 = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    restore(m2, loaded)
+    assert all(torch.equal(a, b) for a, b in zip(m2.state_dict().values(), state.values()))
+
+
+def test_bf16_autocast_training_keeps_mask(blobs):
+    m = tiny_mlp(0)
+    mask = prune(m, sparsity=0.5)
+    res = train(m, blobs, TrainConfig(optimizer="adam", lr=1e-2, batch_size=32, epochs=3, precision="bf16"),
+                mask=mask)
+    from prunelab import Mask
+    assert Mask.from_weights(m).kept() == mask.kept() and res.final["test_acc"] > 0.8
+    assert m.fc1.weight.dtype == torch.float32  # autocast: master weights stay fp32
+
+
+def test_deepcopy_of_masked_model_works(blobs):
+    import copy
+    m = tiny_mlp(0)
+    mask = prune(m, sparsity=0.5)
+    train(m, blobs, TrainConfig(lr=0.05, batch_size=32, iterations=3), mask=mask)
+    clone = copy.deepcopy(m)
+    assert all(torch.equal(a, b) for a, b in zip(clone.state_dict().values(), m.state_dict().values()))

@@ -1,6 +1,7 @@
 """One-call pruning of any ``nn.Module``: score, allocate, select, apply."""
 from __future__ import annotations
 
+import warnings
 from typing import Literal, Mapping, Optional
 
 import torch
@@ -47,6 +48,11 @@ def prune(model: nn.Module, *, sparsity: Optional[float] = None, rate: Optional[
                 raise ConfigError(f"global allocation takes one rate, got {rate!r}")
             keep = keep_global_rate(mask, float(rate), rounding)
         new = select_global(scores, mask, keep, ties=ties, generator=g, min_keep=min_keep)
+        emptied = [n for n in new if new.kept(n) == 0 and mask.kept(n) > 0]
+        if emptied:
+            warnings.warn(f"global pruning removed every weight of {emptied}; the network may be "
+                          f"disconnected. Pass min_keep={{name: count}} to keep a floor per layer.",
+                          stacklevel=2)
     else:
         if sparsity is not None:
             counts = keep_uniform(mask, check_sparsity(sparsity))

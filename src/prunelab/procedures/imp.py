@@ -24,6 +24,7 @@ from torch import nn
 
 from ..primitives.actions import random_mask_like
 from ..primitives.masks import Mask
+from .resume import RoundStore
 from ..pruning import prune
 from ..seeding import derive_seed, generator
 from ..training import TrainConfig, TrainResult, restore, snapshot, train
@@ -121,24 +122,42 @@ def _record(variant, rnd, mask, res: TrainResult, keep_history) -> RoundResult:
                        mask.clone(), res.history if keep_history else [])
 
 
+_ROW_FIELDS = ("variant", "round", "kept", "total", "final", "early_stop", "history")
+
+
+def _save_round(store, rnd, results: list[RoundResult], states) -> None:
+    rows = [{f: getattr(r, f) for f in _ROW_FIELDS} for r in results]
+    store.save(rnd, rows, {r.variant: r.mask for r in results}, states)
+
+
+def _load_rounds(store, upto: int, device) -> tuple[list[RoundResult], dict]:
+    results, states = [], {}
+    for rnd in range(upto + 1):
+        rows, masks, st = store.load(rnd, device)
+        results += [RoundResult(mask=masks[r["variant"]], **r) for r in rows]
+        states.update(st)
+    return results, states
+
+
 def run_imp(model_fn: ModelFn, data, train_cfg: TrainConfig, imp: IMPConfig, *, seed: int = 0,
             finetune: Optional[TrainConfig] = None, keep_history: bool = False,
-            on_round: Optional[Callable[[RoundResult], None]] = None) -> IMPResult:
+            on_round: Optional[Callable[[RoundResult], None]] = None, resume=None) -> IMPResult:
     """Run IMP (and its controls) for ``imp.rounds`` pruning rounds; returns every round's results.
 
     ``model_fn(seed)`` builds a freshly initialised model; it is called once for the ticket and once per
-    round for the ``reinit`` control (with a different derived seed).
+    round for the ``reinit`` control (with a different derived seed). ``resume`` (a
+    :class:`~prunelab.procedures.resume.RoundStore` or a directory) checkpoints every finished round; a run
+    started again with the same arguments continues after the last intact round and gives the same
+    results as an uninterrupted run. ``on_round`` is called for rounds computed now, not for restored ones.
     """
     if imp.rewind == "finetune" and finetune is None:
         from ..errors import ConfigError
         raise ConfigError("rewind='finetune' needs a finetune TrainConfig")
+    if resume is not None and not isinstance(resume, RoundStore):
+        resume = RoundStore(resume)
     model = model_fn(seed)
     mask = Mask.ones(model, imp.scope)
-    init_state = snapshot(model)
     k = imp.rewind_iteration
-    ckpts = (k,) if imp.rewind == "iteration" else ()
-    res = train(model, data, train_cfg, mask=mask, seed=seed, checkpoint_at=ckpts, desc="round 0")
-    rewind_state = res.checkpoints[k] if imp.rewind == "iteration" else init_state
     out = IMPResult()
 
     def emit(r: RoundResult):
@@ -146,9 +165,26 @@ def run_imp(model_fn: ModelFn, data, train_cfg: TrainConfig, imp: IMPConfig, *, 
         if on_round is not None:
             on_round(r)
 
-    emit(_record("ticket", 0, mask, res, keep_history))
+    last = resume.latest() if resume is not None else None
+    if last is not None:
+        out.rounds, states = _load_rounds(resume, last, "cpu")
+        init_state, rewind_state = states["init"], states["rewind"]
+        restore(model, states["model"])
+        mask = next(r.mask for r in out.rounds if r.variant == "ticket" and r.round == last)
+        first = last + 1
+    else:
+        init_state = snapshot(model)
+        ckpts = (k,) if imp.rewind == "iteration" else ()
+        res = train(model, data, train_cfg, mask=mask, seed=seed, checkpoint_at=ckpts, desc="round 0")
+        rewind_state = res.checkpoints[k] if imp.rewind == "iteration" else init_state
+        emit(_record("ticket", 0, mask, res, keep_history))
+        if resume is not None:
+            _save_round(resume, 0, out.rounds[-1:], {"init": init_state, "rewind": rewind_state,
+                                                     "model": snapshot(model)})
+        first = 1
     rate = imp.round_rate()
-    for rnd in range(1, imp.rounds + 1):
+    for rnd in range(first, imp.rounds + 1):
+        n_before = len(out.rounds)
         mask = prune(model, mask=mask, rate=rate, allocation=imp.allocation, rounding=imp.rounding,
                      score=imp.score, ties=imp.ties, seed=derive_seed(seed, "prune", rnd), apply=False,
                      init_state=init_state)
@@ -167,6 +203,8 @@ def run_imp(model_fn: ModelFn, data, train_cfg: TrainConfig, imp: IMPConfig, *, 
                               rewind_state if imp.rewind in ("init", "iteration") else None,
                               imp.rewind, keep_history))
         restore(model, trained_state)
+        if resume is not None:
+            _save_round(resume, rnd, out.rounds[n_before:], {"model": trained_state})
     return out
 
 
