@@ -1,24 +1,196 @@
-"""Command line: ``prunelab demo``, ``prunelab list models|datasets|scores``."""
+"""Command line: ``prunelab run | status | results | report | list | demo``.
+
+Exit codes: 0 success, 1 a run failed, 2 bad input (a spec error, an unknown name, a missing file).
+"""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from .errors import PrunelabError
+from .errors import ConfigError, PrunelabError
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
+def _results_root(args) -> Path:
+    from .experiments import default_results_root
+    return Path(args.results) if args.results else default_results_root()
+
+
+def _open_store(args, must_exist: bool = True):
+    from .experiments import Store
+    root = _results_root(args)
+    if must_exist and not (root / "prunelab.db").is_file():
+        raise ConfigError(f"no results store at {str(root)!r} (no prunelab.db there); run `prunelab run SPEC` "
+                          f"first, or pass --results DIR (default: $PRUNELAB_RESULTS or ./prunelab-results)")
+    return Store(root)
+
+
+def _print_df(df) -> None:
+    import pandas as pd
+    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200,
+                           "display.max_colwidth", 60):
+        print(df.to_string(index=False))
+
+
+# run -------------------------------------------------------------------------------------------------
+def _spec_path(spec: str) -> Path:
+    p = Path(spec)
+    if p.is_file():
+        return p
+    from .experiments import find_recipe
+    found = find_recipe(spec)
+    if found is None:
+        from .experiments import list_recipes
+        names = [n for n, _, _ in list_recipes()]
+        import difflib
+        close = difflib.get_close_matches(spec, names, n=1)
+        hint = f" Did you mean the recipe {close[0]!r}?" if close else ""
+        raise ConfigError(f"spec {spec!r} is neither a file nor a recipe name (see `prunelab list recipes`).{hint}")
+    return found
+
+
+def _cmd_run(args) -> int:
+    from .experiments import load_plan, make_executor, results_frame, run_plan, Store
+    from .experiments.tables import summary_table
+
+    runs = load_plan(_spec_path(args.spec), args.set or [])   # validates everything before writing anything
+    root = _results_root(args)
+    if args.dry_run:
+        from .experiments.runner import artifacts_intact
+        store = Store(root) if (root / "prunelab.db").is_file() else None
+        for r in runs:
+            row = store.get_run(r.run_id) if store else None
+            cached = bool(row and row["status"] == "done" and artifacts_intact(store, r.run_id)[0])
+            print(f"{r.run_id}  {r.label}  seed={r.spec.seed}  {'cached' if cached else 'to compute'}")
+        return EXIT_OK
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs} is outside the allowed range [1, inf)")
+    if args.address and args.executor != "ray":
+        raise ConfigError(f"--address {args.address!r} needs --executor ray (got --executor {args.executor})")
+    executor = make_executor(args.executor, jobs=args.jobs, address=args.address, threads=args.threads)
+    log = (lambda msg: print(msg, flush=True))
+    print(f"{len(runs)} run(s) of {runs[0].spec.name!r} -> {root}", flush=True)
+    outcomes = run_plan(runs, root, executor=executor, progress=not args.quiet, log=log)
+    df = results_frame(Store(root), [r.run_id for r in runs])
+    if not df.empty:
+        print()
+        _print_df(summary_table(df))
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "cached", "failed")}
+    print(f"\n{counts['done']} computed, {counts['cached']} cached, {counts['failed']} failed; results in {root}")
+    if counts["failed"]:
+        for o in outcomes:
+            if o.status == "failed":
+                print(f"prunelab: run {o.run_id} ({o.label}) failed: {o.error}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    return EXIT_OK
+
+
+# status / results / report -----------------------------------------------------------------------------
+def _cmd_status(args) -> int:
+    from .experiments.runner import lease_alive
+    from .experiments.tables import status_table
+
+    store = _open_store(args)
+    runs = store.runs()
+    if not runs:
+        print(f"no runs in {store.root}")
+        return EXIT_OK
+    done_rounds = {}
+    for m in store.metric_rows():
+        if m["variant"] == "ticket":
+            done_rounds[m["run_id"]] = done_rounds.get(m["run_id"], 0) + 1
+    # rounds counts the trained ticket rounds stored so far (round 0, the dense network, included)
+    _print_df(status_table(runs, done_rounds, lease_alive))
+    counts = {}
+    for r in runs:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    print("\n" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"  ({store.root})")
+    return EXIT_OK
+
+
+def _results_df(args):
+    from .experiments import results_frame
+    store = _open_store(args)
+    df = results_frame(store, status=None if args.all else ("done",))
+    if args.name:
+        df = df[df["name"] == args.name].reset_index(drop=True)
+    return df
+
+
+def _cmd_results(args) -> int:
+    from .experiments.tables import summary_table
+
+    df = _results_df(args)
+    if args.csv:
+        from .io import atomic_write_bytes
+        atomic_write_bytes(args.csv, df.to_csv(index=False).encode())
+        print(f"wrote {len(df)} rows to {args.csv}")
+    if args.parquet:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ConfigError("--parquet needs pyarrow: pip install pyarrow (or 'prunelab[parquet]'); "
+                              "--csv works without it") from None
+        import io
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        from .io import atomic_write_bytes
+        atomic_write_bytes(args.parquet, buf.getvalue())
+        print(f"wrote {len(df)} rows to {args.parquet}")
+    if df.empty:
+        print("no finished runs" + (f" named {args.name!r}" if args.name else "") +
+              ("" if args.all else " (--all includes unfinished ones)"))
+        return EXIT_OK
+    if not (args.csv or args.parquet) or args.table:
+        _print_df(summary_table(df, args.metric))
+    return EXIT_OK
+
+
+def _cmd_report(args) -> int:
+    from .report import write_report
+
+    df = _results_df(args)
+    if df.empty:
+        raise ConfigError(f"no finished runs in {_results_root(args)} to report on")
+    out = Path(args.out) if args.out else _results_root(args) / "report"
+    title = args.title or ", ".join(sorted(df["name"].unique()))
+    path = write_report(df, out, title=title)
+    print(f"report: {path}")
+    return EXIT_OK
+
+
+# list / demo ----------------------------------------------------------------------------------------------
 def _cmd_list(args) -> int:
     if args.what == "models":
         from .models import list_models
-        names = list_models()
+        print("\n".join(list_models()))
     elif args.what == "datasets":
         from .data import list_datasets
-        names = list_datasets()
-    else:
+        print("\n".join(list_datasets()))
+    elif args.what == "scores":
         from .primitives import list_scores
-        names = list_scores()
-    print("\n".join(names))
-    return 0
+        print("\n".join(list_scores()))
+    elif args.what == "methods":
+        from .experiments import PROCEDURE_KINDS
+        from .primitives import LTH_RATES, list_scores
+        from .procedures import CONTROLS, REWINDS
+        print(f"procedures (procedure.kind):     {', '.join(PROCEDURE_KINDS)}")
+        print(f"scores (procedure.score):        {', '.join(list_scores())}")
+        print(f"rewinds (procedure.rewind):      {', '.join(REWINDS)}")
+        print(f"controls (procedure.controls):   {', '.join(CONTROLS)}")
+        print(f"rate presets (procedure.rate):   {', '.join(sorted(LTH_RATES))}")
+    else:
+        from .experiments import list_recipes
+        recipes = list_recipes()
+        if not recipes:
+            print("no recipes found (looked in ./recipes and the source checkout's recipes/)", file=sys.stderr)
+            return EXIT_OK
+        w = max(len(n) for n, _, _ in recipes)
+        for name, _, desc in recipes:
+            print(f"{name:<{w}}  {desc}")
+    return EXIT_OK
 
 
 def _cmd_demo(args) -> int:
@@ -31,12 +203,61 @@ def _cmd_demo(args) -> int:
     print("\nIMP on MNIST-1D (test accuracy %, mean ± std over seeds):")
     print(summarize(df).to_string())
     print(f"\nper-run rows: {args.out}/rounds.csv")
-    return 0
+    return EXIT_OK
+
+
+# parser ----------------------------------------------------------------------------------------------------
+def _add_results(p) -> None:
+    p.add_argument("--results", metavar="DIR", default=None,
+                   help="results root (default: $PRUNELAB_RESULTS or ./prunelab-results)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="prunelab", description="Pruning and lottery-ticket experiments.")
+    p = argparse.ArgumentParser(prog="prunelab", description="Pruning and lottery-ticket experiments.",
+                                epilog="exit codes: 0 ok, 1 a run failed, 2 bad input")
     sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run an experiment or sweep from a YAML spec (cached, resumable)")
+    r.add_argument("spec", help="spec file, or a recipe name from `prunelab list recipes`")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a spec value, e.g. --set train.lr=0.01 --set seed=3 (value parsed as YAML)")
+    _add_results(r)
+    r.add_argument("--jobs", type=int, default=1, help="local worker processes (default: %(default)s)")
+    r.add_argument("--executor", choices=["local", "ray"], default="local", help="default: %(default)s")
+    r.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
+    r.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per run (default: the spec's, else cores // jobs)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars (log lines only)")
+    r.add_argument("--dry-run", action="store_true", help="list the runs and whether they are cached; run nothing")
+    r.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("status", help="runs in the store and their status")
+    _add_results(s)
+    s.set_defaults(func=_cmd_status)
+
+    for name, helptext, func in (("results", "results table (mean ± std over seeds); CSV/Parquet export",
+                                  _cmd_results),
+                                 ("report", "plots and a static HTML page of the results", _cmd_report)):
+        q = sub.add_parser(name, help=helptext)
+        _add_results(q)
+        q.add_argument("--name", default=None, help="only the runs of this spec name")
+        q.add_argument("--all", action="store_true", help="include unfinished runs' rounds")
+        if name == "results":
+            q.add_argument("--csv", metavar="PATH", help="write one row per (run, variant, round) as CSV")
+            q.add_argument("--parquet", metavar="PATH", help="the same as Parquet (needs pyarrow)")
+            q.add_argument("--table", action="store_true", help="print the table also when exporting")
+            q.add_argument("--metric", default="test_acc",
+                           choices=["test_acc", "early_stop_test_acc", "val_acc", "test_loss", "val_loss"],
+                           help="metric of the table (default: %(default)s)")
+        else:
+            q.add_argument("--out", metavar="DIR", default=None, help="output directory (default: RESULTS/report)")
+            q.add_argument("--title", default=None, help="page title (default: the spec names)")
+        q.set_defaults(func=func)
+
+    ls = sub.add_parser("list", help="list registered names")
+    ls.add_argument("what", choices=["models", "datasets", "methods", "recipes", "scores"])
+    ls.set_defaults(func=_cmd_list)
+
     d = sub.add_parser("demo", help="run a small IMP experiment with controls on MNIST-1D (offline, minutes)")
     d.add_argument("--out", default="prunelab-demo", help="output directory (default: %(default)s)")
     d.add_argument("--seeds", type=int, default=2, help="number of seeds (default: %(default)s)")
@@ -47,9 +268,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=_cmd_demo)
-    ls = sub.add_parser("list", help="list registered names")
-    ls.add_argument("what", choices=["models", "datasets", "scores"])
-    ls.set_defaults(func=_cmd_list)
     return p
 
 
@@ -59,7 +277,10 @@ def main(argv=None) -> int:
         return args.func(args)
     except PrunelabError as e:
         print(f"prunelab: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("prunelab: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
