@@ -128,6 +128,27 @@ def test_damaged_artifacts_are_detected_and_recomputed(tmp_path, data_root, trai
     assert again.equals(first)
 
 
+def test_a_live_holder_is_waited_for_then_a_dead_one_taken_over(tmp_path, data_root, monkeypatch):
+    import socket
+    import threading
+
+    from prunelab.experiments import runner
+    monkeypatch.setattr(runner, "WAIT_POLL_S", 0.05)
+    spec = expand(tiny_raw(data_root, seed=5))[0].spec
+    store = Store(tmp_path)
+    store.add_run(spec.run_id(), spec.name, "x", spec.model_dump_json())
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    lease = f"{socket.gethostname()}|{holder.pid}|{runner._process_start(holder.pid)}"
+    assert store.claim(spec.run_id(), lease, lease_alive, {}) is None
+    threading.Thread(target=holder.wait, daemon=True).start()   # reap it when it ends
+    logs = []
+    t0 = time.monotonic()
+    out = runner.execute_run(spec, tmp_path, log=logs.append)
+    assert out.status == "done" and time.monotonic() - t0 > 0.5
+    assert any(f"is being computed by {lease}; waiting" in m for m in logs), logs
+    assert store.get_run(spec.run_id())["lease"] == runner.my_lease()
+
+
 def test_a_failing_run_is_recorded_and_does_not_stop_the_others(tmp_path, data_root):
     raw = tiny_raw(data_root)
     raw["procedure"] = {"kind": "imp", "rounds": 1, "rate": {"output": 0.1}}   # no rate for the hidden layers

@@ -77,8 +77,15 @@ class LocalExecutor:
         return out
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))   # what this process may use (containers, taskset)
+    except AttributeError:                    # not on every platform
+        return os.cpu_count() or 1
+
+
 def threads_per_job(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // jobs)
+    return max(1, usable_cores() // jobs)
 
 
 class ProcessExecutor:

@@ -57,13 +57,19 @@ class RunOutcome:
 
 
 # leases ------------------------------------------------------------------------------------------------
-def _process_start(pid: int) -> str:
-    """Start time of a process (Linux: clock ticks since boot), so a reused pid is not taken for ours."""
+def _proc_stat(pid: int) -> tuple[str, str]:
+    """(state, start time) of a process from /proc (Linux); ("?", "?") where there is no /proc."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], fields[19]
     except (OSError, IndexError):
-        return "?"
+        return "?", "?"
+
+
+def _process_start(pid: int) -> str:
+    """Start time of a process (clock ticks since boot), so a reused pid is not taken for the holder."""
+    return _proc_stat(pid)[1]
 
 
 def my_lease() -> str:
@@ -84,7 +90,10 @@ def lease_alive(row: dict) -> bool:
             return False
         except PermissionError:
             pass
-        return start == "?" or _process_start(pid) == start
+        state, started = _proc_stat(pid)
+        if state in ("Z", "X"):   # exited, not yet reaped by its parent
+            return False
+        return start == "?" or started == start
     beat = row.get("heartbeat")
     if not beat:
         return False
