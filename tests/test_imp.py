@@ -129,12 +129,28 @@ def test_resume_after_crash_gives_identical_results(blobs, tmp_path):
 def test_damaged_round_checkpoint_is_recomputed(blobs, tmp_path):
     imp = IMPConfig(rounds=2, rate=0.4)
     clean = run_imp(tiny_mlp, blobs, CFG, imp, seed=1, resume=tmp_path)
-    state = tmp_path / "round_001" / "state_model.safetensors"
-    state.write_bytes(state.read_bytes()[:-10])  # truncated
     from prunelab.procedures.resume import RoundStore
-    assert RoundStore(tmp_path).finished_rounds() == [0]
+    state = tmp_path / "round_002" / "state_model.safetensors"
+    state.write_bytes(state.read_bytes()[:-10])  # truncated: round 2 is redone from round 1's state
+    assert RoundStore(tmp_path).finished_rounds() == [0, 1]
     computed = []
     again = run_imp(tiny_mlp, blobs, CFG, imp, seed=1, resume=tmp_path, on_round=computed.append)
-    assert [r.round for r in computed] == [1, 2]
+    assert [r.round for r in computed] == [2]
+    assert again.table().equals(clean.table())
+    mask_file = tmp_path / "round_001" / "mask_ticket.safetensors"
+    mask_file.write_bytes(mask_file.read_bytes()[:-10])  # round 0 kept no model state: start over
+    assert RoundStore(tmp_path).finished_rounds() == [0] and RoundStore(tmp_path).latest() is None
+    computed.clear()
+    again = run_imp(tiny_mlp, blobs, CFG, imp, seed=1, resume=tmp_path, on_round=computed.append)
+    assert [r.round for r in computed] == [0, 1, 2]
     assert again.table().equals(clean.table())
     assert RoundStore(tmp_path).finished_rounds() == [0, 1, 2]
+
+
+def test_round_store_keeps_only_the_newest_model_state(blobs, tmp_path):
+    run_imp(tiny_mlp, blobs, CFG, IMPConfig(rounds=3, rate=0.4), seed=2, resume=tmp_path)
+    states = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("state_*.safetensors"))
+    assert states == ["round_000/state_init.safetensors", "round_000/state_rewind.safetensors",
+                      "round_002/state_model.safetensors", "round_003/state_model.safetensors"]
+    from prunelab.procedures.resume import RoundStore
+    assert RoundStore(tmp_path).finished_rounds() == [0, 1, 2, 3]

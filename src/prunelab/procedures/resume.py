@@ -54,6 +54,22 @@ class RoundStore:
         files["results.json"] = None
         manifest = {"round": rnd, "files": {f: _sha256(d / f) for f in files}}
         atomic_write_json(d / MANIFEST, manifest)
+        if rnd > 1:  # keep two: if the newest round turns out damaged, the one before still resumes
+            self._drop_superseded_model(rnd - 2)
+
+    def _drop_superseded_model(self, rnd: int) -> None:
+        """Only the newest round's model state is ever resumed from; older ones would fill the disk.
+        The manifest is rewritten first, so a crash in between leaves a stray file, never a bad round."""
+        d = self._round_dir(rnd)
+        path = d / "state_model.safetensors"
+        try:
+            manifest = json.loads((d / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return
+        if path.name in manifest["files"]:
+            del manifest["files"][path.name]
+            atomic_write_json(d / MANIFEST, manifest)
+        path.unlink(missing_ok=True)
 
     def _valid(self, rnd: int) -> bool:
         d = self._round_dir(rnd)
@@ -80,6 +96,11 @@ class RoundStore:
         states = {p.stem[len("state_"):]: load_tensors(p, device)[0] for p in sorted(d.glob("state_*.safetensors"))}
         return results, masks, states
 
+    def _has_model(self, rnd: int) -> bool:
+        manifest = json.loads((self._round_dir(rnd) / MANIFEST).read_text())
+        return "state_model.safetensors" in manifest["files"]
+
     def latest(self) -> Optional[int]:
-        done = self.finished_rounds()
-        return done[-1] if done else None
+        """The newest intact round that can be resumed from (its model state is kept), or None."""
+        resumable = [r for r in self.finished_rounds() if self._has_model(r)]
+        return resumable[-1] if resumable else None
