@@ -1,5 +1,6 @@
 """Primitives: masks, scopes, scores, allocation, selection, enforcement, weight actions."""
 from .actions import random_mask_like
+from . import criteria as _criteria  # registers the DLT mask criteria as scores
 from .allocation import (LTH_RATES, check_sparsity, keep_global, keep_global_rate, keep_per_layer_rates,
                          keep_uniform, prune_count, resolve_rates)
 from .enforce import MaskEnforcer
