@@ -206,7 +206,7 @@ def _compute(spec: ExperimentSpec, store: Store, run_id: str, progress: bool, lo
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        n_controls = len(spec.procedure.controls)
+        n_controls = len(getattr(spec.procedure, "controls", ()))
         done = 0 if resumed is None else 1 + resumed * (1 + n_controls)
         bar = tqdm(total=spec.trainings(), initial=min(done, spec.trainings()), desc=f"run {run_id} trainings",
                    leave=False)
@@ -220,8 +220,12 @@ def _compute(spec: ExperimentSpec, store: Store, run_id: str, progress: bool, lo
     train_cfg = spec.train.model_copy(update={"progress": progress})
     finetune = spec.finetune.model_copy(update={"progress": progress}) if spec.finetune else None
     try:
-        res = run_imp(model_fn, data, train_cfg, spec.procedure.imp_config(), seed=spec.seed,
-                      finetune=finetune, keep_history=True, on_round=on_round, resume=rounds)
+        if hasattr(spec.procedure, "imp_config"):
+            res = run_imp(model_fn, data, train_cfg, spec.procedure.imp_config(), seed=spec.seed,
+                          finetune=finetune, keep_history=True, on_round=on_round, resume=rounds)
+        else:   # procedures without rounds to resume (supermasks) run whole
+            res = spec.procedure.run(model_fn, data, train_cfg, seed=spec.seed, keep_history=True,
+                                     on_round=on_round)
     finally:
         if bar is not None:
             bar.close()

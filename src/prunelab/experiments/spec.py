@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..procedures import IMPConfig
+from ..procedures.supermask import CriterionSupermaskConfig, LearnedSupermaskConfig
 from ..training import TrainConfig
 
 RUN_ID_CHARS = 16
@@ -139,9 +140,42 @@ class OneShotProcedure(_Strict):
         return 2 + len(self.controls)
 
 
+class CriterionSupermaskProcedure(CriterionSupermaskConfig):
+    """Zhou et al.'s criterion supermasks: one dense training, then one-shot masks on the untrained
+    weights at pruned fractions 1 - (1 - rate)^p, p = 0..powers, evaluated without training."""
+
+    kind: Literal["criterion_supermask"] = "criterion_supermask"
+
+    def trainings(self) -> int:
+        return 1
+
+    def run(self, model_fn, data, train_cfg, *, seed, keep_history=False, on_round=None, **_):
+        from ..procedures.supermask import run_criterion_supermask
+        cfg = CriterionSupermaskConfig(**self.model_dump(exclude={"kind"}))
+        return run_criterion_supermask(model_fn, data, train_cfg, cfg, seed=seed, keep_history=keep_history,
+                                       on_round=on_round)
+
+
+class SupermaskProcedure(LearnedSupermaskConfig):
+    """Zhou et al.'s learned supermask: frozen initial weights, a Bernoulli mask trained with the
+    straight-through gradient; accuracy = mean over ``eval_samples`` sampled masks."""
+
+    kind: Literal["supermask"] = "supermask"
+
+    def trainings(self) -> int:
+        return 1
+
+    def run(self, model_fn, data, train_cfg, *, seed, keep_history=False, on_round=None, **_):
+        from ..procedures.supermask import run_learned_supermask
+        cfg = LearnedSupermaskConfig(**self.model_dump(exclude={"kind"}))
+        return run_learned_supermask(model_fn, data, train_cfg, cfg, seed=seed, keep_history=keep_history,
+                                     on_round=on_round)
+
+
 # Later procedures (gradual, learned masks, DSD, ...) add their spec class to this union.
-ProcedureSpec = Annotated[Union[IMPProcedure, OneShotProcedure], Field(discriminator="kind")]
-PROCEDURE_KINDS = ("imp", "oneshot")
+ProcedureSpec = Annotated[Union[IMPProcedure, OneShotProcedure, CriterionSupermaskProcedure, SupermaskProcedure],
+                          Field(discriminator="kind")]
+PROCEDURE_KINDS = ("imp", "oneshot", "criterion_supermask", "supermask")
 
 
 class ExperimentSpec(_Strict):

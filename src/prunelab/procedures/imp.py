@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import nn
 
 from ..primitives.actions import random_mask_like
+from ..primitives.criteria import SINGLE, single_mask
+from ..primitives.weight_actions import (KEPT_ACTIONS, PRUNED_ACTIONS, FrozenWeights, apply_kept_action,
+                                         pruned_action)
 from ..primitives.masks import Mask
 from .resume import RoundStore
 from ..pruning import prune
@@ -49,6 +52,10 @@ class IMPConfig(BaseModel):
     rewind: Literal["init", "iteration", "lr", "finetune"] = "init"
     rewind_iteration: int = Field(0, ge=0)
     controls: tuple[Literal["reinit", "random_mask"], ...] = ()
+    # Zhou et al. 2019 (spec §3.4, §3.5): what kept weights restart from, and what pruned weights are
+    kept_action: Literal[KEPT_ACTIONS] = "none"
+    kept_rescale: bool = False
+    pruned_action: Literal[PRUNED_ACTIONS] = "zero"
 
     @field_validator("rate")
     @classmethod
@@ -66,7 +73,13 @@ class IMPConfig(BaseModel):
         if self.rewind != "iteration" and self.rewind_iteration:
             raise ValueError(f"rewind_iteration={self.rewind_iteration} needs rewind='iteration', "
                              f"got rewind={self.rewind!r}")
+        if self.uses_weight_actions() and self.rewind != "init":
+            raise ValueError(f"kept_action={self.kept_action!r} / pruned_action={self.pruned_action!r} "
+                             f"act on the round's initial weights and need rewind='init', got {self.rewind!r}")
         return self
+
+    def uses_weight_actions(self) -> bool:
+        return self.kept_action != "none" or self.kept_rescale or self.pruned_action != "zero"
 
     def round_rate(self):
         if self.sparsity is None:
@@ -169,11 +182,13 @@ def run_imp(model_fn: ModelFn, data, train_cfg: TrainConfig, imp: IMPConfig, *, 
     if last is not None:
         out.rounds, states = _load_rounds(resume, last, "cpu")
         init_state, rewind_state = states["init"], states["rewind"]
+        round_init = states.get("round_init", init_state)
         restore(model, states["model"])
         mask = next(r.mask for r in out.rounds if r.variant == "ticket" and r.round == last)
         first = last + 1
     else:
         init_state = snapshot(model)
+        round_init = init_state
         ckpts = (k,) if imp.rewind == "iteration" else ()
         res = train(model, data, train_cfg, mask=mask, seed=seed, checkpoint_at=ckpts, desc="round 0")
         rewind_state = res.checkpoints[k] if imp.rewind == "iteration" else init_state
@@ -185,17 +200,30 @@ def run_imp(model_fn: ModelFn, data, train_cfg: TrainConfig, imp: IMPConfig, *, 
     rate = imp.round_rate()
     for rnd in range(first, imp.rounds + 1):
         n_before = len(out.rounds)
-        mask = prune(model, mask=mask, rate=rate, allocation=imp.allocation, rounding=imp.rounding,
-                     score=imp.score, ties=imp.ties, seed=derive_seed(seed, "prune", rnd), apply=False,
-                     init_state=init_state)
+        # criteria compare the trained weights with the weights this round's training started from
+        if imp.score in SINGLE:
+            mask = single_mask(imp.score, model, mask, init_state=round_init)
+        else:
+            mask = prune(model, mask=mask, rate=rate, allocation=imp.allocation, rounding=imp.rounding,
+                         score=imp.score, ties=imp.ties, seed=derive_seed(seed, "prune", rnd), apply=False,
+                         init_state=round_init)
         cfg, start = train_cfg, 0
-        if imp.rewind in ("init", "iteration"):
+        train_mask, callbacks = mask, ()
+        if imp.uses_weight_actions():
+            start_state, round_init, frozen = _weight_action_start(imp, round_init, snapshot(model), mask,
+                                                                   generator(seed, "weight-action", rnd))
+            restore(model, start_state)
+            if frozen is not None:
+                from ..training.loop import resolve_device
+                model.to(resolve_device(cfg.device))
+                train_mask, callbacks = None, (FrozenWeights(model, mask, frozen),)
+        elif imp.rewind in ("init", "iteration"):
             restore(model, rewind_state)
             start = k
         elif imp.rewind == "finetune":
             cfg = finetune
-        res = train(model, data, cfg, mask=mask, seed=derive_seed(seed, "round", rnd), start_iteration=start,
-                    desc=f"round {rnd}")
+        res = train(model, data, cfg, mask=train_mask, seed=derive_seed(seed, "round", rnd),
+                    start_iteration=start, callbacks=callbacks, desc=f"round {rnd}")
         emit(_record("ticket", rnd, mask, res, keep_history))
         trained_state = snapshot(model)
         for control in imp.controls:
@@ -204,8 +232,29 @@ def run_imp(model_fn: ModelFn, data, train_cfg: TrainConfig, imp: IMPConfig, *, 
                               imp.rewind, keep_history))
         restore(model, trained_state)
         if resume is not None:
-            _save_round(resume, rnd, out.rounds[n_before:], {"model": trained_state})
+            states = {"model": trained_state}
+            if imp.uses_weight_actions():
+                states["round_init"] = round_init
+            _save_round(resume, rnd, out.rounds[n_before:], states)
     return out
+
+
+def _weight_action_start(imp: IMPConfig, round_init: dict, final: dict, mask: Mask, g: torch.Generator):
+    """(state to train from, the round's stored initial weights, frozen values or None).
+
+    As the DLT driver does, the kept-weight action transforms the previous round's initial weights, so
+    transforming actions compound over rounds while ``none`` always rewinds to the original θ0.
+    """
+    kept = apply_kept_action(imp.kept_action, round_init, mask, generator=g, rescale=imp.kept_rescale)
+    pv = pruned_action(imp.pruned_action, round_init, final, mask, generator=g)
+    start, stored = dict(round_init), dict(round_init)
+    for n in mask:
+        keep = mask.expanded(n).to(kept[n].device)
+        kept_vals = pv.kept_init[n] if pv.kept_init is not None else kept[n]
+        pruned_vals = pv.frozen[n] if pv.frozen is not None else torch.zeros_like(kept[n])
+        start[n] = torch.where(keep, kept_vals, pruned_vals)
+        stored[n] = torch.where(keep, kept_vals, round_init[n])
+    return start, stored, pv.frozen
 
 
 def _run_control(control, model_fn, model, data, cfg, mask, seed, rnd, start, rewind_state, rewind,
