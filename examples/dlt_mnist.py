@@ -31,6 +31,11 @@ RATE = {"fc": 0.36, "output": 0.19}
 
 
 def jobs(args) -> list[str]:
+    """Job names; a suffix ``@s<N>`` runs an IMP job with seed N, ``@e<N>`` a supermask job for N epochs."""
+    if args.imp_seed:
+        sfx = f"@s{args.imp_seed}"
+        return [f"imp-{c}{sfx}" for c in CRITERIA] + [f"kept-{a}{sfx}" for a in KEPT] + \
+            [f"pruned-{a}{sfx}" for a in PRUNED]
     out = ["imp-large_final"]
     out += [f"csm-s{s}" for s in range(args.seeds_supermask)]
     out += [f"lsm-s{s}" for s in range(args.seeds_supermask)]
@@ -58,6 +63,10 @@ def _run_job(job: str, args) -> str:
     from prunelab.procedures.supermask import (CriterionSupermaskConfig, LearnedSupermaskConfig,
                                                run_criterion_supermask, run_learned_supermask)
 
+    kind, name = job.split("-", 1)
+    name, *opts = name.split("@")
+    opts = {o[0]: int(o[1:]) for o in opts}
+    row_seed = int(name[1:]) if kind in ("csm", "lsm") else opts.get("s", 0)
     out = Path(args.out) / f"{job}.jsonl"
     if out.exists():
         return job
@@ -71,14 +80,13 @@ def _run_job(job: str, args) -> str:
     rows = []
 
     def on_round(r):
-        row = dict(r.row(), job=job)
+        row = dict(r.row(), job=job.split("@")[0], seed=row_seed, tag=job)
         for k in ("test_acc_samples", "expected_density"):
             if k in r.final:
                 row[k] = r.final[k]
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    kind, name = job.split("-", 1)
     if kind in ("imp", "kept", "pruned"):
         kw = {"score": name} if kind == "imp" else {"score": "large_final"}
         if kind == "kept":
@@ -87,7 +95,7 @@ def _run_job(job: str, args) -> str:
             kw["pruned_action"] = name
         imp = IMPConfig(rounds=args.rounds, rate=RATE, rounding="official", allocation="layerwise",
                         rewind="init", ties="random", **kw)
-        run_imp(model_fn, data, adam, imp, seed=0, on_round=on_round)
+        run_imp(model_fn, data, adam, imp, seed=opts.get("s", 0), on_round=on_round)
     elif kind == "csm":
         seed = int(name[1:])
         cfg = CriterionSupermaskConfig(score="large_final_same_sign", rate="lenet300_100", powers=24)
@@ -96,7 +104,7 @@ def _run_job(job: str, args) -> str:
     elif kind == "lsm":
         seed = int(name[1:])
         sgd = TrainConfig(optimizer="sgd", lr=100.0, momentum=0.9, batch_size=250,
-                          epochs=args.supermask_epochs, eval_splits=("val", "test"))
+                          epochs=opts.get("e", args.supermask_epochs), eval_splits=("val", "test"))
         run_learned_supermask(model_fn, data, sgd, LearnedSupermaskConfig(eval_samples=10), seed=seed,
                               on_round=on_round)
     atomic_write_bytes(out, "".join(json.dumps(r) + "\n" for r in rows).encode())
@@ -113,6 +121,7 @@ def main(argv=None):
     ap.add_argument("--dense-epochs", type=float, default=5)
     ap.add_argument("--supermask-epochs", type=float, default=25)
     ap.add_argument("--seeds-supermask", type=int, default=3)
+    ap.add_argument("--imp-seed", type=int, default=0, help="run the IMP jobs (only) with this seed")
     ap.add_argument("--only", nargs="*", help="run only these jobs")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args(argv)
