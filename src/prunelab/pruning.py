@@ -48,7 +48,7 @@ def prune(model: nn.Module, *, sparsity: Optional[float] = None, rate: Optional[
                 raise ConfigError(f"global allocation takes one rate, got {rate!r}")
             keep = keep_global_rate(mask, float(rate), rounding)
         new = select_global(scores, mask, keep, ties=ties, generator=g, min_keep=min_keep)
-        emptied = [n for n in new if new.kept(n) == 0 and mask.kept(n) > 0]
+        emptied = [n for n in new if not bool(new[n].any()) and bool(mask[n].any())]
         if emptied:
             warnings.warn(f"global pruning removed every weight of {emptied}; the network may be "
                           f"disconnected. Pass min_keep={{name: count}} to keep a floor per layer.",

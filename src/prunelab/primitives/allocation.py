@@ -27,6 +27,11 @@ LTH_RATES: dict[str, dict[str, float]] = {
 RateSpec = Union[float, Mapping[str, float], str]
 
 
+def _count(m) -> int:
+    import torch
+    return int(torch.count_nonzero(m))
+
+
 def check_sparsity(sparsity: float, what: str = "sparsity") -> float:
     s = float(sparsity)
     if not (0.0 <= s < 1.0) or math.isnan(s):
@@ -80,7 +85,7 @@ def keep_per_layer_rates(mask: Mask, rates: Mapping[str, float], rounding: str =
     """Keep-counts (in mask elements) after removing ``rates[name]`` of each layer's remaining weights."""
     out = {}
     for n in mask:
-        remaining = int(mask[n].sum())
+        remaining = _count(mask[n])
         out[n] = remaining - prune_count(remaining, rates.get(n, 0.0), rounding)
     return out
 
@@ -91,7 +96,7 @@ def keep_uniform(mask: Mask, sparsity: float) -> dict[str, int]:
     out = {}
     for n in mask:
         total = mask[n].numel()
-        out[n] = min(int(mask[n].sum()), total - round(sparsity * total))
+        out[n] = min(_count(mask[n]), total - round(sparsity * total))
     return out
 
 
@@ -99,11 +104,11 @@ def keep_global(mask: Mask, sparsity: float) -> int:
     """Mask elements to keep over all layers so that ``sparsity`` of the whole scope is removed."""
     check_sparsity(sparsity)
     total = sum(mask[n].numel() for n in mask)
-    return min(sum(int(mask[n].sum()) for n in mask), total - round(sparsity * total))
+    return min(sum(_count(mask[n]) for n in mask), total - round(sparsity * total))
 
 
 def keep_global_rate(mask: Mask, rate: float, rounding: str = "plain") -> int:
     """Mask elements to keep after removing ``rate`` of the remaining ones globally."""
     check_sparsity(rate, "pruning rate")
-    remaining = sum(int(mask[n].sum()) for n in mask)
+    remaining = sum(_count(mask[n]) for n in mask)
     return remaining - prune_count(remaining, rate, rounding)

