@@ -61,10 +61,10 @@ def imp_plot(df, jobs, labels, title, path):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     d = df[df.variant == "ticket"]
-    for job, lab in zip(jobs, labels):
+    for i, (job, lab) in enumerate(zip(jobs, labels)):
         g = d[d.job == job].groupby("round").agg(rem=("remaining_pct", "mean"), acc=("test_acc", "mean"))
-        if len(g):
-            ax.plot(g.rem, g.acc * 100, marker="o", ms=3, label=lab)
+        if len(g):   # the default cycle has 10 colours: dash the lines after that
+            ax.plot(g.rem, g.acc * 100, marker="o", ms=3, label=lab, ls="--" if i >= 10 else "-")
     ax.set_xscale("log")
     ax.invert_xaxis()
     ax.set_xlabel("weights remaining (%)")
