@@ -12,10 +12,13 @@ Every measurement runs in a fresh subprocess, so that its peak resident memory (
 allocator cache of an earlier run cannot hide or inflate it. The subprocesses alternate between the two
 methods in shuffled order, and times and peaks are medians over the repetitions.
 
+Each thread count is measured separately (default: all usable cores, then one thread). The last line
+reports the first.
+
 Usage::
 
-    python benchmarks/threshold.py              # 5 repetitions per method
-    python benchmarks/threshold.py --reps 9
+    python benchmarks/threshold.py                   # 5 repetitions per method and thread count
+    python benchmarks/threshold.py --reps 9 --threads 2
 """
 from __future__ import annotations
 
@@ -159,47 +162,60 @@ def _spawn(method: str, seed: int, threads: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _run_setting(threads: int, reps: int, seed: int) -> dict[str, list[dict]]:
+    runs: dict[str, list[dict]] = {m: [] for m in METHODS}
+    order = list(METHODS)
+    rng = random.Random(seed)
+    for rep in range(reps):
+        rng.shuffle(order)  # neither method always runs first
+        for method in order:
+            r = _spawn(method, seed, threads)
+            runs[method].append(r)
+            print(f"  {threads} thread(s), rep {rep + 1}: {method:<8} {r['seconds']:8.3f} s   "
+                  f"peak +{r['peak_extra_mb']:7.1f} MiB   kept {r['kept']:,}", flush=True)
+    return runs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=5, help="fresh-process repetitions per method (default 5)")
-    ap.add_argument("--threads", type=int, default=_cores(), help="torch threads (default: usable cores)")
+    ap.add_argument("--threads", type=int, nargs="+", default=None, metavar="N",
+                    help="torch thread counts to measure, the first one decides the last line "
+                         f"(default: {_cores()} = usable cores, then 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.worker:
-        print(json.dumps(worker(args.worker, args.seed, args.threads)))
+        print(json.dumps(worker(args.worker, args.seed, (args.threads or [_cores()])[0])))
         return 0
     if args.reps < 1:
         ap.error(f"--reps must be >= 1, got {args.reps}")
+    settings = list(dict.fromkeys(args.threads or [_cores(), 1]))
+    if min(settings) < 1:
+        ap.error(f"--threads must be >= 1, got {settings}")
 
     import torch
     shapes = resnet50_weight_shapes()
     total = sum(math.prod(s) for s in shapes)
-    print(f"torch {torch.__version__}, {args.threads} threads; {len(shapes)} ResNet-50 conv/linear weights, "
-          f"{total:,} parameters ({total * 4 / 2**20:.1f} MiB float32); sparsity {SPARSITY}; "
-          f"{args.reps} fresh processes per method; load average {_load()}", flush=True)
+    print(f"torch {torch.__version__}; {len(shapes)} ResNet-50 conv/linear weights, {total:,} parameters "
+          f"({total * 4 / 2**20:.1f} MiB float32); sparsity {SPARSITY}")
+    print(f"{args.reps} fresh processes per method and thread count {settings}; load average {_load()}",
+          flush=True)
+    by_setting = {t: _run_setting(t, args.reps, args.seed) for t in settings}
+    all_runs = [r for runs in by_setting.values() for rs in runs.values() for r in rs]
 
-    runs: dict[str, list[dict]] = {m: [] for m in METHODS}
-    order = list(METHODS)
-    rng = random.Random(args.seed)
-    for rep in range(args.reps):
-        rng.shuffle(order)
-        for method in order:
-            r = _spawn(method, args.seed, args.threads)
-            runs[method].append(r)
-            print(f"  rep {rep + 1}: {method:<8} {r['seconds']:8.3f} s   "
-                  f"peak +{r['peak_extra_mb']:7.1f} MiB   kept {r['kept']:,}", flush=True)
-
-    if not all(r["peak_reset"] for rs in runs.values() for r in rs):
+    if not all(r["peak_reset"] for r in all_runs):
         print("note: the kernel refused to reset VmHWM; peaks include building the weights")
-    kept = {m: {r["kept"] for r in rs} for m, rs in runs.items()}
-    digests = {m: {r["mask_sha256"] for r in rs} for m, rs in runs.items()}
     expected = total - round(SPARSITY * total)
     print()
     print(f"expected kept count: {total:,} - round({SPARSITY} * {total:,}) = {expected:,}")
+    kept, digests = {}, {}
     for m in METHODS:
-        zeros = {r["zeros_in_weights"] for r in runs[m]}
+        mine = [r for r in all_runs if r["method"] == m]
+        kept[m] = {r["kept"] for r in mine}
+        digests[m] = {r["mask_sha256"] for r in mine}
+        zeros = {r["zeros_in_weights"] for r in mine}
         print(f"{m:<8} kept: {', '.join(f'{k:,}' for k in sorted(kept[m]))}   zero weights after pruning: "
               f"{', '.join(f'{z:,}' for z in sorted(zeros))}   mask sha256: {', '.join(sorted(digests[m]))}")
     same_count = kept["prunelab"] == kept["torch"] == {expected}
@@ -207,20 +223,26 @@ def main(argv=None) -> int:
     yes = {True: "yes", False: "NO"}
     print(f"same kept count: {yes[same_count]}; identical masks: {yes[same_mask]}")
 
+    header = (f"{'threads':>7} {'method':<10} {'median s':>9} {'min s':>8} {'max s':>8} "
+              f"{'median peak extra MiB':>22} {'speedup':>8}")
     print()
-    header = f"{'method':<10} {'median s':>9} {'min s':>8} {'max s':>8} {'median peak extra MiB':>22}"
     print(header)
     print("-" * len(header))
-    med = {}
-    for m in METHODS:
-        secs = [r["seconds"] for r in runs[m]]
-        med[m] = statistics.median(secs)
-        peak = statistics.median(r["peak_extra_mb"] for r in runs[m])
-        print(f"{m:<10} {med[m]:>9.3f} {min(secs):>8.3f} {max(secs):>8.3f} {peak:>22.1f}")
-    print(f"\nload average at the end: {_load()} (other users' processes share these cores)")
+    speedup = {}
+    for t, runs in by_setting.items():
+        med = {m: statistics.median(r["seconds"] for r in runs[m]) for m in METHODS}
+        speedup[t] = med["torch"] / med["prunelab"]
+        for m in METHODS:
+            secs = [r["seconds"] for r in runs[m]]
+            peak = statistics.median(r["peak_extra_mb"] for r in runs[m])
+            col = f" {speedup[t]:>8.1f}" if m == "prunelab" else ""
+            print(f"{t:>7} {m:<10} {med[m]:>9.3f} {min(secs):>8.3f} {max(secs):>8.3f} {peak:>22.1f}{col}")
+    print(f"\nload average at the end: {_load()}. Other users' processes share these cores: with more\n"
+          "than one thread every parallel kernel may wait for a descheduled worker thread, which costs\n"
+          "prunelab's many per-layer kernels far more than torch's few large ones.")
     if not same_count:
         print("ERROR: the two methods kept different numbers of weights")
-    print(f"speedup vs torch.nn.utils.prune: {med['torch'] / med['prunelab']:.1f}")
+    print(f"speedup vs torch.nn.utils.prune: {speedup[settings[0]]:.1f}")
     return 0 if same_count else 1
 
 
