@@ -112,17 +112,23 @@ class ProcessExecutor:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in finished:
                     i = futures[f]
-                    try:
-                        o = f.result()
-                    except Exception as e:  # the worker process died (OOM kill, segfault)
-                        o = RunOutcome(runs[i].run_id, runs[i].label, "failed", error=f"worker died: {e!r}")
-                    results[i] = o
-                    _report(log, o)
-                    bar.update(1)
-                    if on_done:
-                        on_done(o)
+                    # the worker process died (OOM kill, segfault)
+                    results[i] = _collect(f.result, runs[i], "worker died", log, bar, on_done)
         bar.close()
         return [results[i] for i in range(len(tasks))]
+
+
+def _collect(get, run, failure: str, log, bar, on_done) -> "RunOutcome":
+    """The outcome of one finished task; a task whose worker died counts as a failed run."""
+    try:
+        o = get()
+    except Exception as e:
+        o = RunOutcome(run.run_id, run.label, "failed", error=f"{failure}: {e!r}")
+    _report(log, o)
+    bar.update(1)
+    if on_done:
+        on_done(o)
+    return o
 
 
 class RayExecutor:
@@ -168,15 +174,7 @@ class RayExecutor:
                 ready, pending = ray.wait(pending, num_returns=1)
                 for ref in ready:
                     i = refs[ref]
-                    try:
-                        o = ray.get(ref)
-                    except Exception as e:  # the task's worker died
-                        o = RunOutcome(runs[i].run_id, runs[i].label, "failed", error=f"ray task failed: {e!r}")
-                    results[i] = o
-                    _report(log, o)
-                    bar.update(1)
-                    if on_done:
-                        on_done(o)
+                    results[i] = _collect(lambda: ray.get(ref), runs[i], "ray task failed", log, bar, on_done)
             bar.close()
             return [results[i] for i in range(len(tasks))]
         finally:
