@@ -145,3 +145,25 @@ def test_deepcopy_of_masked_model_works(blobs):
     train(m, blobs, TrainConfig(lr=0.05, batch_size=32, iterations=3), mask=mask)
     clone = copy.deepcopy(m)
     assert all(torch.equal(a, b) for a, b in zip(clone.state_dict().values(), m.state_dict().values()))
+
+
+def test_penalty_and_extra_optimizer_hooks(blobs):
+    """One SGD step: the penalty's gradient adds to the cross-entropy's; an extra optimizer updates its
+    own parameters with its own learning rate while the cfg's optimizer leaves them alone."""
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, batch_size=32, iterations=1)
+    ref, pen = tiny_mlp(3), tiny_mlp(3)
+    train(ref, blobs, cfg, seed=1)
+    c = 0.25
+    w = pen.fc1.weight
+    train(pen, blobs, cfg, seed=1, penalty=lambda m: c * m.fc1.weight.sum())
+    assert torch.allclose(w, ref.fc1.weight - 0.1 * c, atol=1e-6)
+    assert torch.equal(pen.out.weight, ref.out.weight)
+
+    split, start = tiny_mlp(3), tiny_mlp(3)
+    bias = split.fc1.bias
+    others = [p for p in split.parameters() if p is not bias]
+    extra = torch.optim.SGD([bias], lr=0.3)
+    train(split, blobs, cfg, seed=1, params=others, extra_optimizers=[extra])
+    assert torch.equal(split.fc1.weight, ref.fc1.weight)
+    grad_step = start.fc1.bias - ref.fc1.bias            # 0.1 * grad
+    assert torch.allclose(start.fc1.bias - bias, 3 * grad_step, atol=1e-6)

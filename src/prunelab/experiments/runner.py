@@ -223,9 +223,9 @@ def _compute(spec: ExperimentSpec, store: Store, run_id: str, progress: bool, lo
         if hasattr(spec.procedure, "imp_config"):
             res = run_imp(model_fn, data, train_cfg, spec.procedure.imp_config(), seed=spec.seed,
                           finetune=finetune, keep_history=True, on_round=on_round, resume=rounds)
-        else:   # procedures without rounds to resume (supermasks) run whole
+        else:   # other procedures get the round store and may resume from it, or run whole
             res = spec.procedure.run(model_fn, data, train_cfg, seed=spec.seed, keep_history=True,
-                                     on_round=on_round)
+                                     on_round=on_round, finetune=finetune, resume=rounds)
     finally:
         if bar is not None:
             bar.close()

@@ -172,10 +172,14 @@ class SupermaskProcedure(LearnedSupermaskConfig):
                                      on_round=on_round)
 
 
-# Later procedures (gradual, learned masks, DSD, ...) add their spec class to this union.
-ProcedureSpec = Annotated[Union[IMPProcedure, OneShotProcedure, CriterionSupermaskProcedure, SupermaskProcedure],
-                          Field(discriminator="kind")]
-PROCEDURE_KINDS = ("imp", "oneshot", "criterion_supermask", "supermask")
+# Every procedure kind of the spec. A procedure spec class has a ``kind`` literal, ``trainings()`` and
+# either ``imp_config()`` (run by run_imp, resumable by round) or ``run(model_fn, data, train_cfg, *, seed,
+# keep_history, on_round, finetune)`` returning an IMPResult. Add new kinds to this tuple.
+PROCEDURES: tuple = (
+    IMPProcedure, OneShotProcedure, CriterionSupermaskProcedure, SupermaskProcedure,
+)
+ProcedureSpec = Annotated[Union[PROCEDURES], Field(discriminator="kind")]
+PROCEDURE_KINDS = tuple(p.model_fields["kind"].default for p in PROCEDURES)
 
 
 class ExperimentSpec(_Strict):

@@ -97,6 +97,7 @@ class RoundResult:
     early_stop: dict      # row of minimum validation loss (empty without a validation split)
     mask: Mask
     history: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)   # procedure-specific numbers (stability, flatness, ...)
 
     @property
     def density(self) -> float:
@@ -112,6 +113,7 @@ class RoundResult:
             out["early_stop_iteration"] = self.early_stop["iteration"]
             if "test_acc" in self.early_stop:
                 out["early_stop_test_acc"] = self.early_stop["test_acc"]
+        out.update(self.extra)
         return out
 
 
@@ -135,7 +137,7 @@ def _record(variant, rnd, mask, res: TrainResult, keep_history) -> RoundResult:
                        mask.clone(), res.history if keep_history else [])
 
 
-_ROW_FIELDS = ("variant", "round", "kept", "total", "final", "early_stop", "history")
+_ROW_FIELDS = ("variant", "round", "kept", "total", "final", "early_stop", "history", "extra")
 
 
 def _save_round(store, rnd, results: list[RoundResult], states) -> None:

@@ -93,13 +93,20 @@ Callback = Callable[[int, nn.Module], None]
 
 def train(model: nn.Module, data, cfg: TrainConfig, *, mask: Optional[Mask] = None, seed: int = 0,
           start_iteration: int = 0, checkpoint_at: Sequence[int] = (), callbacks: Sequence[Callback] = (),
-          desc: str = "train") -> TrainResult:
+          desc: str = "train", params=None, penalty: Optional[Callable[[nn.Module], torch.Tensor]] = None,
+          extra_optimizers: Sequence[torch.optim.Optimizer] = ()) -> TrainResult:
     """Train ``model`` in place on ``data`` per ``cfg``; pruned weights (``mask``) stay exactly zero.
 
     The run is a pure function of (initial state, mask, cfg, seed, start_iteration): batch order and
     augmentation of epoch ``e`` come from a generator seeded with (seed, e), so training from
     ``start_iteration = k`` replays exactly the batches an uninterrupted run sees from iteration k on
     (rewinding to iteration k, resuming).
+
+    Hooks for procedures that learn more than weights: ``params`` are what the cfg's optimizer updates
+    (default: every parameter), ``extra_optimizers`` are stepped alongside it with their own settings (mask
+    scores, gates; not on the LR schedule), ``penalty(model)`` is added to the cross-entropy (L1 on masks,
+    expected L0, L1 on BN scales). ``callbacks(it, model)`` run after every step; the reported training
+    loss is the cross-entropy alone.
     """
     device = resolve_device(cfg.device)
     model.to(device)
@@ -118,7 +125,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask: Optional[Mask] = No
     checkpoint_at = set(int(c) for c in checkpoint_at)
     torch.manual_seed(derive_seed(seed, "torch-global", start_iteration))
 
-    optimizer = build_optimizer(cfg, model.parameters())
+    optimizer = build_optimizer(cfg, model.parameters() if params is None else params)
+    optimizers = [optimizer, *extra_optimizers]
     enforcer = None
     if mask is not None:
         enforcer = MaskEnforcer(model, mask.to(device), mask_grads=cfg.mask_grads).attach(optimizer)
@@ -174,14 +182,18 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask: Optional[Mask] = No
             with autocast:
                 out = model(x)
                 loss = F.cross_entropy(out.float(), y)
-            optimizer.zero_grad(set_to_none=True)
+                objective = loss if penalty is None else loss + penalty(model)
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
             if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
+                scaler.scale(objective).backward()
+                for opt in optimizers:
+                    scaler.step(opt)
                 scaler.update()
             else:
-                loss.backward()
-                optimizer.step()
+                objective.backward()
+                for opt in optimizers:
+                    opt.step()
             it += 1
             with torch.no_grad():
                 run_loss += loss.detach().double() * y.numel()
