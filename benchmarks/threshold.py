@@ -237,9 +237,9 @@ def main(argv=None) -> int:
             peak = statistics.median(r["peak_extra_mb"] for r in runs[m])
             col = f" {speedup[t]:>8.1f}" if m == "prunelab" else ""
             print(f"{t:>7} {m:<10} {med[m]:>9.3f} {min(secs):>8.3f} {max(secs):>8.3f} {peak:>22.1f}{col}")
-    print(f"\nload average at the end: {_load()}. Other users' processes share these cores: with more\n"
-          "than one thread every parallel kernel may wait for a descheduled worker thread, which costs\n"
-          "prunelab's many per-layer kernels far more than torch's few large ones.")
+    print(f"\nload average at the end: {_load()}. Other users' processes may share these cores; prunelab's\n"
+          "selection runs on one intra-op thread (its kernels are memory-bound and, with several threads,\n"
+          "each would wait at a barrier for a descheduled worker), torch's uses the thread count shown.")
     if not same_count:
         print("ERROR: the two methods kept different numbers of weights")
     print(f"speedup vs torch.nn.utils.prune: {speedup[settings[0]]:.1f}")

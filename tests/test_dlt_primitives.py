@@ -233,3 +233,32 @@ def test_supermask_sampling_straight_through_and_rescaling():
     assert torch.allclose(b.abs(), sc.model.weight.std(unbiased=False).expand_as(b))
     with pytest.raises(ConfigError, match="mode"):
         BernoulliSupermask(nn.Linear(2, 2), mode="deterministic")
+
+
+@pytest.mark.parametrize("small", [False, True])
+def test_percentile_bisection_matches_min_rank_rule(small):
+    """The official bisection over a shared percentile keeps the same set as ranking by the minimum of
+    the two percentile ranks (what prune() uses), whenever the bisection reaches the count."""
+    import numpy as np
+    from prunelab.primitives.criteria import percentile_bisection
+    g = torch.Generator().manual_seed(0)
+    hits = 0
+    for trial in range(20):
+        wi, wf = torch.randn(40, 30, generator=g), torch.randn(40, 30, generator=g)
+        active = torch.rand(40, 30, generator=g) > 0.3
+        keep = int(torch.randint(1, int(active.sum()), (1,), generator=g))
+        a, b = (-wi.abs(), -wf.abs()) if small else (wi.abs(), wf.abs())
+        sel, p = percentile_bisection(a, b, active, keep)
+        # independent check of the literal rule with numpy's percentile at the p found
+        va, vb = a[active].double().numpy(), b[active].double().numpy()
+        ref = (va > np.percentile(va, p)) & (vb > np.percentile(vb, p))
+        assert np.array_equal(sel[active].numpy(), ref) and not bool(sel[~active].any())
+        if int(sel.sum()) != keep:
+            continue
+        hits += 1
+        score = torch.minimum(percentile_rank(a, active), percentile_rank(b, active))
+        score = torch.where(active, score, torch.full_like(score, -1.0))
+        top = torch.zeros(1200, dtype=torch.bool)
+        top[score.flatten().topk(keep).indices] = True
+        assert torch.equal(top.view(40, 30), sel)
+    assert hits >= 10   # the count is usually reachable with distinct values

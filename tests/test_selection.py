@@ -95,3 +95,25 @@ def test_prune_warns_when_global_ranking_empties_a_layer():
         m2[2].weight.fill_(1e-6)
     mask = prune(m2, sparsity=0.9, min_keep={"2.weight": 10})
     assert mask.kept("2.weight") == 10
+
+
+def test_prune_restores_thread_count_and_matches_reference():
+    """prune() runs its selection on one intra-op thread; the caller's setting comes back, even after
+    an error, and the mask equals a plain global top-k of |w|."""
+    import torch.nn as nn
+    from prunelab import prune
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ws = [model[0].weight.detach().abs().flatten(), model[2].weight.detach().abs().flatten()]
+        thr = torch.cat(ws).sort(descending=True).values[150 - 1]
+        mask = prune(model, sparsity=0.8)
+        assert torch.get_num_threads() == 2
+        assert mask.kept() == 150 and bool((mask["0.weight"] == (ws[0].view(30, 20) >= thr)).all())
+        with pytest.raises(Exception):
+            prune(model, sparsity=1.5)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -42,7 +42,7 @@ def _criterion(name: str):
             return {n: fn(wi, wf, mask[n]) for n, wi, wf in _pairs(model, mask, init_state)}
         score.__name__ = name
         score.__doc__ = fn.__doc__
-        return register_score(name)(score)
+        return register_score(name, elementwise=True)(score)
     return deco
 
 
@@ -131,6 +131,51 @@ def _lilf(wi, wf, m):
 def _sisf(wi, wf, m):
     """The same construction on -|w_i| and -|w_f|: keep weights small at both times."""
     return torch.minimum(percentile_rank(-wi.abs(), m), percentile_rank(-wf.abs(), m))
+
+
+@torch.no_grad()
+def percentile_bisection(a: torch.Tensor, b: torch.Tensor, active: torch.Tensor, keep: int, *,
+                         tol: float = 1e-4, max_iter: int = 200) -> tuple[torch.Tensor, float]:
+    """The official code's construction, literally: bisect a percentile p in [0, 100] until the number of
+    active entries with both ``a`` and ``b`` above their own p-th percentile (over the active entries)
+    equals ``keep``, or the bracket is narrower than ``tol``. Returns (kept bool tensor, p).
+
+    Used by the tests to show that ranking by the minimum percentile rank (the criteria above) keeps
+    the same set whenever the bisection hits the count; when it cannot (two entries cross p together)
+    the official code keeps an inexact count, while the rank rule keeps exactly ``keep``.
+    """
+    act = active.reshape(-1)
+    va, vb = a.reshape(-1)[act].double(), b.reshape(-1)[act].double()
+    n = va.numel()
+    if not 0 <= keep <= n:
+        raise ConfigError(f"keep={keep} is outside 0..{n} (the active entries)")
+    srt_a, srt_b = torch.sort(va).values, torch.sort(vb).values
+
+    def percentile(srt: torch.Tensor, p: float) -> torch.Tensor:
+        # numpy's default ("linear") percentile, as the official code computes it
+        pos = p / 100.0 * (n - 1)
+        i = min(int(pos), n - 1)
+        j = min(i + 1, n - 1)
+        return srt[i] + (pos - i) * (srt[j] - srt[i])
+
+    def kept_at(p: float) -> torch.Tensor:
+        return (va > percentile(srt_a, p)) & (vb > percentile(srt_b, p))
+
+    lo, hi = 0.0, 100.0
+    p, sel = 0.0, kept_at(0.0)
+    for _ in range(max_iter):
+        p = (lo + hi) / 2
+        sel = kept_at(p)
+        count = int(sel.sum())
+        if count == keep or hi - lo < tol:
+            break
+        if count > keep:
+            lo = p
+        else:
+            hi = p
+    out = torch.zeros_like(act)
+    out[act] = sel
+    return out.view(active.shape), p
 
 
 # "random" is the registry's uniform random score (fresh per call, seeded by prune's seed).

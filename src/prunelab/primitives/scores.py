@@ -16,13 +16,25 @@ from .masks import Mask
 
 ScoreFn = Callable[..., dict]
 _SCORES: dict[str, ScoreFn] = {}
+_ELEMENTWISE: set[str] = set()
 
 
-def register_score(name: str):
+def register_score(name: str, *, elementwise: bool = False):
+    """Register ``fn`` under ``name``. ``elementwise`` marks scores that are a few memory-bound passes
+    over the weights (magnitude, criteria of init/final values), with no forward or backward pass:
+    :func:`prunelab.prune` computes those on one CPU thread with the selection."""
     def deco(fn: ScoreFn) -> ScoreFn:
         _SCORES[name] = fn
+        if elementwise:
+            _ELEMENTWISE.add(name)
+        else:
+            _ELEMENTWISE.discard(name)
         return fn
     return deco
+
+
+def is_elementwise(name: str) -> bool:
+    return name in _ELEMENTWISE
 
 
 def list_scores() -> list[str]:
@@ -47,7 +59,7 @@ def _reduce_to_mask(t: torch.Tensor, mask_shape: tuple, p: float = 1.0) -> torch
     return t.abs().pow(p).sum(dim=dims, keepdim=True).pow(1.0 / p)
 
 
-@register_score("magnitude")
+@register_score("magnitude", elementwise=True)
 @torch.no_grad()
 def magnitude(model: nn.Module, mask: Mask, **_) -> dict[str, torch.Tensor]:
     """|w| for single weights; the L1 norm for coarser (filter/channel) masks."""
@@ -55,7 +67,7 @@ def magnitude(model: nn.Module, mask: Mask, **_) -> dict[str, torch.Tensor]:
     return {n: _reduce_to_mask(params[n].detach().abs(), tuple(mask[n].shape)) for n in mask}
 
 
-@register_score("l2")
+@register_score("l2", elementwise=True)
 @torch.no_grad()
 def l2_norm(model: nn.Module, mask: Mask, **_) -> dict[str, torch.Tensor]:
     """|w| for single weights; the L2 norm for filter/channel masks (GST's default filter score)."""
@@ -63,7 +75,7 @@ def l2_norm(model: nn.Module, mask: Mask, **_) -> dict[str, torch.Tensor]:
     return {n: _reduce_to_mask(params[n].detach().abs(), tuple(mask[n].shape), 2.0) for n in mask}
 
 
-@register_score("random")
+@register_score("random", elementwise=True)
 def random_score(model: nn.Module, mask: Mask, *, generator: torch.Generator | None = None, **_):
     """Uniform random scores: selecting with them gives a random mask with the same counts."""
     return {n: torch.rand(mask[n].shape, generator=generator).to(mask[n].device) for n in mask}
