@@ -8,7 +8,10 @@ Jobs (each writes ``<job>.jsonl`` atomically when done, so a rerun skips finishe
 - ``kept-<action>``: large_final masks, kept weights from a kept-weight action (cumulative over rounds);
 - ``pruned-<action>``: large_final masks, pruned weights zeroed or frozen (Variants 1/2, controls);
 - ``csm-s<seed>``: criterion supermasks (large_final_same_sign, with and without signed constant);
-- ``lsm-s<seed>``: learned Bernoulli supermask.
+- ``single-{same,diff}@s<seed>``: the *_single criteria (mask = the same-/different-sign weights) on the
+  untrained weights, with and without signed constant;
+- ``lsm-s<seed>``: learned Bernoulli supermask; ``@r1`` dynamic weight rescaling, ``@c1`` signed-constant
+  weights, ``@m1`` deterministic (rounded) mask instead of sampling.
 Scaled down from the paper (see docs/results/deconstructing.md): each IMP round prunes what two LTH rounds
 prune (hidden 36 %, output 19 % of the remaining weights) and trains 3 epochs.
 """
@@ -41,6 +44,8 @@ def jobs(args) -> list[str]:
     out += [f"lsm-s{s}" for s in range(args.seeds_supermask)]
     out += [f"imp-{c}" for c in CRITERIA[1:]]
     out += [f"kept-{a}" for a in KEPT] + [f"pruned-{a}" for a in PRUNED]
+    out += [f"single-{s}@s{i}" for s in ("same", "diff") for i in range(args.seeds_supermask)]
+    out += ["lsm-s0@r1", "lsm-s0@c1", "lsm-s0@m1"]
     return out
 
 
@@ -101,12 +106,19 @@ def _run_job(job: str, args) -> str:
         cfg = CriterionSupermaskConfig(score="large_final_same_sign", rate="lenet300_100", powers=24)
         run_criterion_supermask(model_fn, data, adam.model_copy(update={"epochs": args.dense_epochs}), cfg,
                                 seed=seed, on_round=on_round)
+    elif kind == "single":   # the *_single criteria: mask = exactly the same-/different-sign weights
+        cfg = CriterionSupermaskConfig(score=f"large_final_{name}_sign_single")
+        run_criterion_supermask(model_fn, data, adam.model_copy(update={"epochs": args.dense_epochs}), cfg,
+                                seed=row_seed, on_round=on_round)
     elif kind == "lsm":
         seed = int(name[1:])
         sgd = TrainConfig(optimizer="sgd", lr=100.0, momentum=0.9, batch_size=250,
                           epochs=opts.get("e", args.supermask_epochs), eval_splits=("val", "test"))
-        run_learned_supermask(model_fn, data, sgd, LearnedSupermaskConfig(eval_samples=10), seed=seed,
-                              on_round=on_round)
+        # @r1: dynamic weight rescaling, @c1: signed-constant weights, @m1: deterministic rounded mask
+        cfg = LearnedSupermaskConfig(eval_samples=10, dynamic_rescale=bool(opts.get("r")),
+                                     signed_constant=bool(opts.get("c")),
+                                     mode="round" if opts.get("m") else "sample")
+        run_learned_supermask(model_fn, data, sgd, cfg, seed=seed, on_round=on_round)
     atomic_write_bytes(out, "".join(json.dumps(r) + "\n" for r in rows).encode())
     return job
 

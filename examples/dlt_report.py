@@ -143,6 +143,17 @@ def lsm_table(df):
     return pd.DataFrame(rows)
 
 
+def single_table(df):
+    """The *_single criteria on untrained weights: one mask per seed (no rate)."""
+    d = df[df.job.str.startswith("single-") & df.variant.str.startswith("supermask_")]
+    rows = []
+    for (job, variant), x in d.groupby(["job", "variant"]):
+        rows.append({"mask": job.replace("single-", "") + "-sign weights", "weights": variant.replace("supermask_", ""),
+                     "test acc %": _cell(x.test_acc), "remaining %": f"{x.remaining_pct.mean():.1f}",
+                     "seeds": x.seed.nunique()})
+    return pd.DataFrame(rows)
+
+
 def report(out_dir: Path) -> None:
     from dlt_mnist import CRITERIA, KEPT, PRUNED
     df = load(out_dir)
@@ -160,6 +171,9 @@ def report(out_dir: Path) -> None:
     sweep, best = csm_tables(df)
     parts.append("### Criterion supermask sweep (mean over seeds)\n\n" + md(sweep))
     parts.append("### Criterion supermask best\n\n" + md(best))
+    single = single_table(df)
+    if len(single):
+        parts.append("### *_single masks on the untrained network\n\n" + md(single))
     parts.append("### Learned supermask\n\n" + md(lsm_table(df)))
     (out_dir / "tables.md").write_text("\n\n".join(parts) + "\n")
     print("\n\n".join(parts))
