@@ -16,6 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..procedures import IMPConfig
 from ..procedures.supermask import CriterionSupermaskConfig, LearnedSupermaskConfig
+from ..procedures.continuous import ContinuousProcedure
+from ..procedures.dsd import DSDProcedure
+from ..procedures.gradual import GMPProcedure
+from ..procedures.l0_training import L0Procedure
+from ..procedures.slimming import SlimmingProcedure
+from ..procedures.sanity import SanityProcedure
+from ..procedures.stability import StabilityProcedure
 from ..training import TrainConfig
 
 RUN_ID_CHARS = 16
@@ -177,6 +184,8 @@ class SupermaskProcedure(LearnedSupermaskConfig):
 # keep_history, on_round, finetune)`` returning an IMPResult. Add new kinds to this tuple.
 PROCEDURES: tuple = (
     IMPProcedure, OneShotProcedure, CriterionSupermaskProcedure, SupermaskProcedure,
+    ContinuousProcedure, GMPProcedure, L0Procedure, SlimmingProcedure, DSDProcedure,
+    SanityProcedure, StabilityProcedure,
 )
 ProcedureSpec = Annotated[Union[PROCEDURES], Field(discriminator="kind")]
 PROCEDURE_KINDS = tuple(p.model_fields["kind"].default for p in PROCEDURES)

@@ -3,7 +3,8 @@
 :class:`LearnedMask` wraps any model without changing it: its forward runs the model through
 ``torch.func.functional_call`` with each masked weight replaced by ``base ⊙ mask(score) · scale``. The
 wrapped model's own parameters are frozen (``requires_grad=False``); the only trainable parameters are the
-scores, so any optimizer over ``wrapper.parameters()`` trains the mask alone. Subclasses define
+scores, so any optimizer over ``wrapper.parameters()`` trains the mask alone. With ``train_weights=True``
+the mask multiplies the model's own (trainable) parameters instead, for methods that learn both. Subclasses define
 :meth:`LearnedMask.soft_mask` (what multiplies the weights in a forward pass) and
 :meth:`LearnedMask.hard_mask` (the deterministic mask to export); continuous sparsification and L0 gates
 subclass it with their own parameterisations.
@@ -32,19 +33,23 @@ class LearnedMask(nn.Module):
     """Base class: per-parameter ``scores`` (same shape as the weight) over the parameters in ``scope``."""
 
     def __init__(self, model: nn.Module, scope: ScopeLike = None, *, score_init: float = 0.0,
-                 freeze_model: bool = True):
+                 freeze_model: bool = True, train_weights: bool = False):
         super().__init__()
         self.model = model
-        if freeze_model:
+        # train_weights: the mask multiplies the model's own parameters, which stay trainable (continuous
+        # sparsification, L0 gates learn weights and mask jointly); otherwise frozen buffer copies
+        self.train_weights = train_weights
+        if freeze_model and not train_weights:
             for p in model.parameters():
                 p.requires_grad_(False)
         params = dict(model.named_parameters())
         self.names = list(resolve_scope(model, scope))
         self.scores = nn.ParameterDict({_key(n): nn.Parameter(torch.full_like(params[n].detach(), score_init))
                                         for n in self.names})
-        # the weights the mask multiplies: a buffer copy, so the model's parameters are never written
-        for n in self.names:
-            self.register_buffer("base__" + _key(n), params[n].detach().clone())
+        if not train_weights:
+            # the weights the mask multiplies: a buffer copy, so the model's parameters are never written
+            for n in self.names:
+                self.register_buffer("base__" + _key(n), params[n].detach().clone())
 
     # ------------------------------------------------------------------ to override
     def soft_mask(self, name: str) -> torch.Tensor:
@@ -64,10 +69,20 @@ class LearnedMask(nn.Module):
         return self.scores[_key(name)]
 
     def base_weight(self, name: str) -> torch.Tensor:
+        if self.train_weights:
+            return self.model.get_parameter(name)
         return getattr(self, "base__" + _key(name))
 
+    @torch.no_grad()
     def set_base_weight(self, name: str, value: torch.Tensor) -> None:
         self.base_weight(name).copy_(value)
+
+    def score_parameters(self) -> list[nn.Parameter]:
+        return list(self.scores.parameters())
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """The wrapped model's parameters (trainable only with ``train_weights``)."""
+        return list(self.model.parameters())
 
     def effective_weights(self) -> dict[str, torch.Tensor]:
         out = {}

@@ -1,0 +1,200 @@
+"""Continuous sparsification ticket search (Savarese et al. 2020, spec §5.2, §5.2b).
+
+Search: R rounds of T epochs each train the weights w and the mask scores s jointly on
+CE + λ Σ σ(β s)·c, with two optimisers (the weights' with weight decay, the scores' without, both on the
+same learning-rate schedule, which restarts every round). The temperature β climbs from 1 to β_T within
+each round, per epoch (β = β_T^{e/(T−1)}, the official code) or per iteration (the option). Between rounds
+the scores are reset by s ← min(f·s, s0) with f = β_T (``reset="paper"``) or f = 1 (``reset="code"``) and
+β returns to 1; the weights are not rewound. The state of the whole network (weights, BN affine parameters
+and running statistics) is saved at the start of epoch k of round 0.
+
+Ticket: the binary mask 1[s > 0] (times the same constant c), the network rewound to that epoch-k state,
+trained T epochs with a fresh weight optimiser (``final="rewind"``). ``final="finetune"`` keeps the trained
+weights and trains with the ``finetune`` config instead (CS used as a pruning method); ``final="none"``
+stops after the search. Several s0 values as runs of one sweep are the parallel ticket search.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Literal, Optional, Union
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..primitives.soft_mask import RESET_RULES, TEMPERATURE_UNITS, ContinuousSparsificationMask, temperature
+from ..seeding import derive_seed
+from ..training import TrainConfig, restore, snapshot, train
+from ..training.loop import build_optimizer, evaluate
+from .imp import IMPResult, ModelFn, RoundResult
+
+
+class ContinuousConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    s0: float = 0.0                       # score initialisation: larger keeps more weights
+    scale: bool = True                    # multiply masks by 1/σ(s0) (official code) so they start at 1
+    penalty: float = Field(1e-8, ge=0)    # λ of the L1 term on the soft masks
+    beta_final: float = Field(200.0, ge=1)
+    rounds: int = Field(3, ge=1)          # search rounds
+    temperature_unit: Literal[TEMPERATURE_UNITS] = "epoch"
+    reset: Literal[RESET_RULES] = "paper"
+    rewind_epoch: float = Field(2.0, ge=0)
+    final: Literal["rewind", "finetune", "none"] = "rewind"
+    mask_lr: Optional[float] = Field(None, gt=0)   # default: the weights' lr
+    scope: Union[str, list[str], None] = None     # the paper's: "conv3x3"
+
+
+class TemperatureSchedule:
+    """Callback keeping ``cs.beta`` at β_T^{e/(T−1)} in epoch e (or ^{t/(N−1)} at iteration t).
+
+    ``per_epoch[e]`` is the temperature used throughout epoch e (the first value within it for the
+    per-iteration schedule)."""
+
+    def __init__(self, cs: ContinuousSparsificationMask, beta_final: float, unit: str, iters_per_epoch: int,
+                 total_iterations: int):
+        self.cs, self.beta_final, self.unit = cs, beta_final, unit
+        self.per_epoch_its = iters_per_epoch
+        self.total = total_iterations
+        self.n_epochs = math.ceil(total_iterations / iters_per_epoch)
+        self.per_epoch: list[float] = []
+        self.set(0)
+
+    def value(self, it: int) -> float:
+        if self.unit == "epoch":
+            return temperature(it // self.per_epoch_its, self.n_epochs, self.beta_final)
+        return temperature(it, self.total, self.beta_final)
+
+    def set(self, it: int) -> None:
+        self.cs.beta = self.value(it)
+        if it % self.per_epoch_its == 0 and it < self.total:
+            self.per_epoch.append(self.cs.beta)
+
+    def __call__(self, it: int, model) -> None:
+        self.set(it)
+
+
+class FollowSchedule:
+    """Callback giving an extra optimiser (mask scores, gates) the weights' learning-rate schedule."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, base_lr: float, n_train: int):
+        self.optimizer, self.cfg, self.base_lr, self.n_train = optimizer, cfg, base_lr, n_train
+        self(0, None)
+
+    def __call__(self, it: int, model) -> None:
+        lr = self.base_lr * self.cfg.lr_factor(it, self.n_train)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+
+
+def mask_optimizer(cfg: TrainConfig, params, lr: Optional[float] = None) -> torch.optim.Optimizer:
+    """The weights' optimiser type and momentum for mask parameters, without weight decay."""
+    return build_optimizer(cfg.model_copy(update={"weight_decay": 0.0, "lr": lr or cfg.lr}), params)
+
+
+def _eval(model, data, cfg: TrainConfig) -> dict:
+    row = {}
+    for split in cfg.eval_splits:
+        if split == "val" and getattr(data, "val", None) is None:
+            continue
+        row.update(evaluate(model, data, split, batch_size=cfg.eval_batch_size, precision=cfg.precision))
+    return row
+
+
+def _epochs(cfg: TrainConfig, n_train: int) -> float:
+    return cfg.total_iterations(n_train) / cfg.iterations_per_epoch(n_train)
+
+
+def run_continuous(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: ContinuousConfig, *, seed: int = 0,
+                   finetune: Optional[TrainConfig] = None, keep_history: bool = False,
+                   on_round: Optional[Callable[[RoundResult], None]] = None,
+                   state: Optional[dict] = None) -> IMPResult:
+    """CS search rounds (variant ``search``, rounds 0..R−1) and the ticket (variant ``ticket``, round R).
+
+    ``state``, if given, receives the wrapper (``"cs"``), the rewind state (``"rewind_state"``) and the
+    temperature per epoch of every search round (``"temperatures"``), for inspection and tests."""
+    model = model_fn(seed)
+    cs = ContinuousSparsificationMask(model, cfg.scope, s0=cfg.s0, scale=cfg.scale)
+    n_train = len(data.train)
+    per_epoch = train_cfg.iterations_per_epoch(n_train)
+    total = train_cfg.total_iterations(n_train)
+    k_it = round(cfg.rewind_epoch * per_epoch)
+    if cfg.final == "rewind" and k_it > total:
+        from ..errors import ConfigError
+        raise ConfigError(f"rewind_epoch {cfg.rewind_epoch} is past the end of a round "
+                          f"({_epochs(train_cfg, n_train):g} epochs)")
+    # created once: the score optimiser's momentum carries over between rounds, as in the official code
+    score_opt = mask_optimizer(train_cfg, cs.score_parameters(), cfg.mask_lr)
+    saved: dict = {}
+    if k_it == 0:
+        saved["rewind"] = snapshot(model)
+
+    def capture(it, _):
+        if it == k_it and "rewind" not in saved:
+            saved["rewind"] = snapshot(model)
+
+    out = IMPResult()
+    temps = []
+    epochs_spent = 0.0
+
+    def emit(r: RoundResult):
+        out.rounds.append(r)
+        if on_round is not None:
+            on_round(r)
+
+    for rnd in range(cfg.rounds):
+        cs.beta = 1.0
+        sched = TemperatureSchedule(cs, cfg.beta_final, cfg.temperature_unit, per_epoch, total)
+        callbacks = [sched, FollowSchedule(score_opt, train_cfg, cfg.mask_lr or train_cfg.lr, n_train)]
+        if rnd == 0:
+            callbacks.append(capture)
+        res = train(cs, data, train_cfg, seed=derive_seed(seed, "cs-round", rnd), params=cs.weight_parameters(),
+                    penalty=(lambda m: cfg.penalty * m.l1()) if cfg.penalty else None,
+                    extra_optimizers=[score_opt], callbacks=callbacks, desc=f"cs round {rnd}")
+        epochs_spent += _epochs(train_cfg, n_train)
+        temps.append(list(sched.per_epoch))
+        hard = cs.hard_mask().to("cpu")
+        cs.hard = True
+        hard_row = _eval(cs, data, train_cfg)
+        cs.hard = False
+        extra = {"s0": cfg.s0, "beta": cs.beta, "epochs_spent": epochs_spent,
+                 **{f"hard_{k}": v for k, v in hard_row.items()}}
+        emit(RoundResult("search", rnd, hard.kept(), hard.total(), res.final, res.early_stop("val"), hard,
+                         res.history if keep_history else [], extra))
+        if rnd < cfg.rounds - 1:
+            cs.reset_scores(cfg.beta_final if cfg.reset == "paper" else 1.0)
+    cs.beta = 1.0
+    if state is not None:
+        state.update(cs=cs, rewind_state=saved.get("rewind"), temperatures=temps)
+    if cfg.final == "none":
+        return out
+    mask = cs.hard_mask().to("cpu")
+    cs.hard = True
+    cs.freeze_scores()
+    ft_cfg = train_cfg
+    if cfg.final == "rewind":
+        restore(model, saved["rewind"])
+        if state is not None:
+            state["ticket_start"] = snapshot(model)
+    else:
+        ft_cfg = finetune or train_cfg
+    res = train(cs, data, ft_cfg, seed=derive_seed(seed, "cs-ticket"), params=cs.weight_parameters(),
+                desc="cs ticket")
+    epochs_spent += _epochs(ft_cfg, n_train)
+    emit(RoundResult("ticket", cfg.rounds, mask.kept(), mask.total(), res.final, res.early_stop("val"), mask,
+                     res.history if keep_history else [],
+                     {"s0": cfg.s0, "epochs_spent": epochs_spent, "final": cfg.final}))
+    return out
+
+
+class ContinuousProcedure(ContinuousConfig):
+    """Spec kind ``cs``: continuous sparsification search rounds, then the rewound ticket."""
+
+    kind: Literal["cs"] = "cs"
+
+    def trainings(self) -> int:
+        return self.rounds + (self.final != "none")
+
+    def run(self, model_fn, data, train_cfg, *, seed, keep_history=False, on_round=None, finetune=None, **_):
+        cfg = ContinuousConfig(**self.model_dump(exclude={"kind"}))
+        return run_continuous(model_fn, data, train_cfg, cfg, seed=seed, finetune=finetune,
+                              keep_history=keep_history, on_round=on_round)

@@ -1,0 +1,236 @@
+"""Sanity-checking pruning methods (Su et al. 2020, spec §4): initial, random, partially-trained and
+hybrid tickets, each trained with and without the sanity checks.
+
+One call of :func:`run_sanity` shares what the methods share, as SC's scripts do: one initialisation θ0
+for every ticket, and one dense training per data check whose trained weights define the LT / LR-rewinding
+/ hybrid masks. Methods:
+
+- ``snip``, ``grasp``, ``synflow``: scores at θ0 (SynFlow iterative, data-free) -> mask -> train from θ0;
+- ``lt``: one-shot global magnitude pruning of the trained dense network (SC's version: convs only, the
+  Linear dense, ``lt_scope="sc_conv"``), survivors rewound to θ0 ("initial ticket");
+- ``lt_rewind``: the same mask, rewound to θ_k (iteration ``rewind_iteration``), schedule continued from k;
+- ``lr_rewind``: the same mask on the *trained* weights, retrained with the full schedule (Renda et al.);
+- ``random``: layerwise counts from ``ratio`` (smart ratio by default) at random positions, from θ0;
+- ``hybrid``: the same counts filled with the largest trained weights per layer, then LR rewinding.
+
+Checks (:mod:`prunelab.primitives.sanity`) run one at a time next to the unchecked ticket: a data check
+changes only the data of the pruning step (the scoring batch, or the dense run behind LT/LRR/hybrid masks),
+a ticket check changes the ticket (rearranged mask, shuffled surviving weights, re-initialised weights);
+the ticket is always trained on the true data with the same budget. Set ``cross_checks`` to also run every
+(data check, ticket check) pair, ``checked_methods`` to check only some methods.
+
+Each ticket is one :class:`~prunelab.procedures.imp.RoundResult` with ``variant`` = method[/check] and
+``round`` = index into ``sparsities``; the dense runs are variants ``dense`` and ``dense/<data check>``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Literal, Optional
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..errors import ConfigError
+from ..primitives.allocation import check_sparsity
+from ..primitives.masks import Mask
+from ..primitives.ratios import RATIO_RULES, SMART_VARIANTS, ratio_counts, ratio_mask
+from ..primitives.sanity import DATA_CHECKS, SC_LABEL_SEED, TICKET_CHECKS, apply_data_check, apply_ticket_check
+from ..primitives.scores import compute_scores
+from ..primitives.selection import select_global
+from ..pruning import prune
+from ..seeding import derive_seed, generator
+from ..training import TrainConfig, restore, snapshot, train
+from .imp import IMPResult, ModelFn, RoundResult
+
+METHODS = ("snip", "grasp", "synflow", "lt", "lt_rewind", "lr_rewind", "random", "hybrid")
+INIT_SCORES = ("snip", "grasp", "synflow")
+FROM_DENSE = ("lt", "lt_rewind", "lr_rewind", "hybrid")
+USES_DATA = ("snip", "grasp", "lt", "lt_rewind", "lr_rewind", "hybrid")   # data checks apply to these
+LT_SCOPES = ("sc_conv", "conv_linear")
+
+
+class SanityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    methods: tuple[Literal[METHODS], ...] = ("snip", "grasp", "lt", "lr_rewind", "random", "hybrid")
+    sparsities: tuple[float, ...] = (0.9,)
+    data_checks: tuple[Literal[DATA_CHECKS], ...] = ()
+    ticket_checks: tuple[Literal[TICKET_CHECKS], ...] = ()
+    cross_checks: bool = False
+    checked_methods: Optional[tuple[Literal[METHODS], ...]] = None   # methods the checks apply to; None: all
+    selection: Literal["global", "layerwise"] = "global"      # SNIP / GraSP / SynFlow allocation
+    lt_scope: Literal[LT_SCOPES] = "sc_conv"
+    ratio: Literal[RATIO_RULES] = "smart"                     # random and hybrid tickets
+    smart_variant: Literal[SMART_VARIANTS] = "quadratic"
+    smart_arch: Literal["auto", "vgg", "resnet"] = "auto"
+    linear_keep_ratio: float = Field(0.3, ge=0, le=1)
+    samples_per_class: int = Field(10, ge=1)
+    score_iterations: int = Field(1, ge=1)
+    grasp_temperature: float = Field(200.0, gt=0)
+    synflow_iterations: int = Field(100, ge=1)
+    rewind_iteration: int = Field(0, ge=0)
+    label_seed: int = Field(SC_LABEL_SEED, ge=0)
+
+    @field_validator("sparsities")
+    @classmethod
+    def _sparsities(cls, v):
+        if not v:
+            raise ValueError("give at least one sparsity (fraction removed, e.g. 0.9)")
+        for s in v:
+            if not 0 <= s < 1:
+                raise ValueError(f"sparsity {s!r} is outside [0, 1) (fraction of weights removed)")
+        return v
+
+    def combos(self, method: str) -> list[tuple[str, str]]:
+        """The (data check, ticket check) pairs a method is trained with, the unchecked one first."""
+        if self.checked_methods is not None and method not in self.checked_methods:
+            return [("none", "none")]
+        data = [d for d in self.data_checks if d != "none"] if method in USES_DATA else []
+        tick = [t for t in self.ticket_checks if t != "none"]
+        out = [("none", "none")] + [(d, "none") for d in data] + [("none", t) for t in tick]
+        if self.cross_checks:
+            out += [(d, t) for d in data for t in tick]
+        return out
+
+    def dense_checks(self) -> list[str]:
+        """Data checks that need a dense training (the unchecked one first)."""
+        used = {d for m in self.methods if m in FROM_DENSE for d, _ in self.combos(m)}
+        return [d for d in ("none", *self.data_checks) if d in used]
+
+    def trainings(self) -> int:
+        return len(self.dense_checks()) + len(self.sparsities) * sum(len(self.combos(m)) for m in self.methods)
+
+
+def sc_lt_mask(model: torch.nn.Module, sparsity: float, *, generator: Optional[torch.Generator] = None) -> Mask:
+    """SC's LT_prune.py: one-shot global magnitude over the conv weights only, removing int(p·N) of the N
+    conv+Linear weights so the overall sparsity is p while every Linear stays dense."""
+    s = check_sparsity(sparsity)
+    full = Mask.ones(model, "conv_linear")
+    convs = Mask.ones(model, "conv")
+    remove = int(s * full.total())
+    if remove > convs.total():
+        raise ConfigError(f"sparsity {s} removes {remove} weights but the convs hold only {convs.total()}; "
+                          f"with lt_scope='sc_conv' the sparsity must be at most "
+                          f"{convs.total() / full.total():.4f} (or use lt_scope='conv_linear')")
+    kept = select_global(compute_scores("magnitude", model, convs), convs, convs.total() - remove,
+                         ties="random", generator=generator)
+    return Mask({n: kept[n] if n in kept else full[n] for n in full}, full.shapes)
+
+
+def init_score_mask(model: torch.nn.Module, method: str, sparsity: float, data, *, cfg: SanityConfig,
+                    seed: int = 0) -> Mask:
+    """The SNIP / GraSP / SynFlow mask of ``model`` (at its current, usually initial, weights)."""
+    ctx: dict = {}   # prune() derives the score's generator (batch draw, GraSP re-init) from ``seed``
+    if method == "synflow":
+        ctx = {"iterations": cfg.synflow_iterations, "target_sparsity": sparsity,
+               "input_shape": tuple(data.input_shape)}
+    elif method in ("snip", "grasp"):
+        ctx.update(data=data, samples_per_class=cfg.samples_per_class, iterations=cfg.score_iterations,
+                   temperature=cfg.grasp_temperature)
+    else:
+        raise ConfigError(f"init_score_mask takes snip, grasp or synflow, got {method!r}")
+    return prune(model, sparsity=sparsity, score=method, allocation=cfg.selection, seed=seed, apply=False,
+                 **ctx)
+
+
+def run_sanity(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: SanityConfig, *, seed: int = 0,
+               keep_history: bool = False, on_round: Optional[Callable[[RoundResult], None]] = None) -> IMPResult:
+    """Train every (method, sparsity, check) ticket of ``cfg``; returns one row per training."""
+    out = IMPResult()
+
+    def emit(r: RoundResult):
+        out.rounds.append(r)
+        if on_round is not None:
+            on_round(r)
+
+    model = model_fn(seed)
+    init_state = snapshot(model)
+    uses_reinit = any(t == "reinit" for m in cfg.methods for _, t in cfg.combos(m))
+    fresh_state = snapshot(model_fn(derive_seed(seed, "reinit"))) if uses_reinit else None
+    k = cfg.rewind_iteration
+    needs_rewind = "lt_rewind" in cfg.methods
+    checked = {d: apply_data_check(d, data, seed=cfg.label_seed)
+               for d in {"none", *cfg.data_checks}}
+
+    dense = {}   # data check -> (trained state, rewind state)
+    for d in cfg.dense_checks():
+        restore(model, init_state)
+        res = train(model, checked[d], train_cfg, seed=derive_seed(seed, "dense", d),
+                    checkpoint_at=(k,) if needs_rewind else (), desc=f"dense {d}")
+        dense[d] = (snapshot(model), res.checkpoints.get(k))
+        full = Mask.ones(model, "conv_linear")
+        emit(_row("dense" if d == "none" else f"dense/{d}", 0, full, res, keep_history,
+                  {"method": "dense", "data_check": d, "ticket_check": "none", "sparsity": 0.0}))
+
+    for r, sparsity in enumerate(cfg.sparsities):
+        masks: dict[tuple, Mask] = {}   # LT, LT-rewind and LR rewinding share one magnitude mask
+        for method in cfg.methods:
+            kind = "magnitude" if method in ("lt", "lt_rewind", "lr_rewind") else method
+            for d, t in cfg.combos(method):
+                if (kind, d) not in masks:
+                    masks[kind, d] = _method_mask(method, model, init_state, dense.get(d), checked[d],
+                                                  sparsity, cfg, derive_seed(seed, "mask", kind, d, r))
+                start, start_it = _start_state(method, init_state, dense.get(d), k)
+                if t == "reinit":
+                    start_it = 0   # a fresh initialisation has no θ_k
+                g = generator(seed, "ticket-check", method, d, t, r)
+                state, mask = apply_ticket_check(t, start, masks[kind, d], generator=g,
+                                                 fresh_state=fresh_state)
+                restore(model, state)
+                res = train(model, data, train_cfg, mask=mask, start_iteration=start_it,
+                            seed=derive_seed(seed, "ticket", r), desc=f"{method} {d} {t} {sparsity}")
+                label = "/".join([method] + [c for c in (d, t) if c != "none"])
+                emit(_row(label, r, mask, res, keep_history,
+                          {"method": method, "data_check": d, "ticket_check": t, "sparsity": sparsity}))
+    return out
+
+
+def _method_mask(method, model, init_state, dense, data, sparsity, cfg: SanityConfig, mseed: int) -> Mask:
+    g = generator(mseed, "select")
+    if method in INIT_SCORES:
+        restore(model, init_state)
+        return init_score_mask(model, method, sparsity, data, cfg=cfg, seed=mseed)
+    if method == "random":
+        restore(model, init_state)
+        return ratio_mask(model, _counts(model, sparsity, cfg), fill="random", generator=g)
+    trained = dense[0]
+    restore(model, trained)
+    if method == "hybrid":
+        return ratio_mask(model, _counts(model, sparsity, cfg), fill="magnitude", generator=g)
+    if cfg.lt_scope == "sc_conv":
+        return sc_lt_mask(model, sparsity, generator=g)
+    return prune(model, sparsity=sparsity, scope="conv_linear", score="magnitude", seed=mseed, apply=False)
+
+
+def _counts(model, sparsity: float, cfg: SanityConfig) -> dict[str, int]:
+    if cfg.ratio == "smart":
+        return ratio_counts(model, sparsity, "smart", variant=cfg.smart_variant, arch=cfg.smart_arch,
+                            linear_keep_ratio=cfg.linear_keep_ratio)
+    return ratio_counts(model, sparsity, cfg.ratio)
+
+
+def _start_state(method: str, init_state: dict, dense, k: int) -> tuple[dict, int]:
+    if method in ("lr_rewind", "hybrid"):
+        return dense[0], 0          # trained weights, full schedule replayed
+    if method == "lt_rewind":
+        return dense[1], k          # θ_k, schedule continued from k
+    return init_state, 0
+
+
+def _row(variant: str, rnd: int, mask: Mask, res, keep_history: bool, extra: dict) -> RoundResult:
+    accs = [h["test_acc"] for h in res.history if "test_acc" in h]
+    if accs:
+        extra = {**extra, "best_test_acc": max(accs)}
+    return RoundResult(variant, rnd, mask.kept(), mask.total(), res.final, res.early_stop("val"), mask.clone(),
+                       res.history if keep_history else [], extra)
+
+
+class SanityProcedure(SanityConfig):
+    """Su et al.'s sanity checks (``prunelab.procedures.sanity.run_sanity``): SNIP / GraSP / SynFlow /
+    LT / LR-rewinding / random / hybrid tickets at each sparsity, with data and ticket checks."""
+
+    kind: Literal["sanity"] = "sanity"
+
+    def run(self, model_fn, data, train_cfg, *, seed, keep_history=False, on_round=None, **_):
+        cfg = SanityConfig(**self.model_dump(exclude={"kind"}))
+        return run_sanity(model_fn, data, train_cfg, cfg, seed=seed, keep_history=keep_history,
+                          on_round=on_round)

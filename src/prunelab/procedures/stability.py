@@ -1,0 +1,473 @@
+"""Pruning during training and its (in)stability: Bartoldson et al. 2020, the generalization-stability
+tradeoff (spec §2).
+
+Selected convs lose whole filters on a per-layer schedule while the network trains (§2.3): a layer with F
+filters and final fraction f keeps K = ceil((1 − f)·F); pruning events happen after the training of epochs
+``range(start, end + 1, retrain_period)``, and after event i of N the layer keeps
+ceil(K + (F − K)·(N − i)/N) filters (a linear decay of the kept count). Each event removes the lowest
+(``small``, Prune_S), highest (``large``, Prune_L) or random (``random``, Prune_R) scoring unpruned filters;
+ties go by channel index. A pruned channel outputs exactly 0 (filter, BN γ and β masked; residual shortcuts
+blocked, :class:`~prunelab.primitives.filters.FilterMasking`). ``scratch`` prunes every layer to its final
+fraction before training.
+
+One epoch, in order (§2.3b): train; if a layer prunes now, test accuracy → acc_pre; prune; the epoch's test
+evaluation → acc_post. instability = (acc_pre − acc_post)/acc_pre, stability = 100·(1 − instability) (§2.2).
+
+``noise`` replaces removal by noise on the same targets (§2.5): nothing is masked, and
+
+- ``zeroing``: the filters targeted at an event are set to 0 before each of the next N + 1 forward passes
+  (test and training batches count), then train freely again (re-entry near zero);
+- ``gaussian``: N(0, σ²) is added to them before each of the next N + 1 passes (a random walk), σ = std of
+  the layer's first untargeted filter;
+- ``cumulative_restore``: every filter targeted so far, with its BN γ and β, is zeroed for N passes; then its
+  weights, bias, γ, β and BN running statistics get back the values saved at the event.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Literal, Optional
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from ..errors import ConfigError, unknown_name
+from ..primitives.filter_scores import ActivationTracker
+from ..primitives.filters import FilterMasking, conv_bn_pairs, filter_mask, resolve_convs
+from ..primitives.masks import Mask
+from ..primitives.scores import compute_scores
+from ..primitives.selection import select_layerwise
+from ..seeding import generator
+from ..training import TrainConfig, evaluate, train
+from ..training.loop import _has_conv2d, resolve_device
+from .imp import IMPResult, ModelFn, RoundResult
+
+TARGETS = ("small", "large", "random")
+NOISE_KINDS = ("zeroing", "gaussian", "cumulative_restore")
+
+
+# the metric (§2.2) ----------------------------------------------------------------------------------
+def instability(acc_pre: float, acc_post: float) -> float:
+    """(acc_pre − acc_post) / acc_pre: the relative drop of test accuracy caused by one pruning event."""
+    if acc_pre <= 0:
+        raise ConfigError(f"acc_pre must be > 0 to measure instability, got {acc_pre}")
+    return (acc_pre - acc_post) / acc_pre
+
+
+def stability(acc_pre: float, acc_post: float) -> float:
+    """Stability in percent: 100·(1 − instability)."""
+    return 100.0 * (1.0 - instability(acc_pre, acc_post))
+
+
+# the schedule (§2.3) --------------------------------------------------------------------------------
+def _ceil(x: float) -> int:
+    # (1 - 0.7) * 10 is 3.0000000000000004 in floats; the intended count is 3, not 4.
+    return math.ceil(round(x, 9))
+
+
+def filter_schedule(filters: int, fraction: float, start: int, end: int, period: int) -> list[tuple[int, int]]:
+    """``[(epoch, filters kept after the event), ...]`` for one layer (epochs 0-based, after training)."""
+    if not 0 <= fraction < 1 or filters < 1 or period < 1 or not 0 <= start <= end:
+        raise ConfigError(f"bad filter schedule: filters={filters} (>=1), fraction={fraction} ([0, 1)), "
+                          f"start={start} <= end={end} (>= 0), period={period} (>= 1)")
+    final = _ceil((1.0 - fraction) * filters)
+    epochs = list(range(start, end + 1, period))
+    n = len(epochs)
+    return [(e, _ceil(final + (filters - final) * (n - i) / n)) for i, e in enumerate(epochs, 1)]
+
+
+class LayerSchedule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    fraction: float = Field(..., ge=0, lt=1)   # final fraction of the layer's filters removed
+    start: int = Field(0, ge=0)                # first pruning epoch (0-based, after its training)
+    end: int = Field(0, ge=0)                  # last epoch that may hold an event
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.end < self.start:
+            raise ValueError(f"end={self.end} is before start={self.start}")
+        return self
+
+
+class NoiseSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal[NOISE_KINDS]
+    passes: int = Field(..., ge=0)   # N: forward passes (test and training batches) the noise lasts
+
+
+class FlatnessSpec(BaseModel):
+    """Flatness measures (§2.6) after training, on the first ``images`` test images, model in eval mode."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    images: int = Field(512, ge=1)
+    top_k: int = Field(10, ge=1)
+    method: Literal["lanczos", "power"] = "lanczos"
+    iterations: int = Field(100, ge=1)
+    batch_size: int = Field(256, ge=1)
+    grad_cov: bool = True
+    perturb_vectors: int = Field(0, ge=0)   # eigenvectors to perturb along (GST: top 10)
+    perturb_eps: tuple[float, ...] = ()      # GST: -0.40, -0.39, ..., 0.40
+
+
+_VGG_LAYERS = {"conv5": {"fraction": 0.3, "start": 3, "end": 150}, "conv6": {"fraction": 0.3, "start": 4, "end": 150},
+               "conv7": {"fraction": 0.3, "start": 5, "end": 150}, "conv8": {"fraction": 0.9, "start": 6, "end": 275}}
+_RN_LAYERS = {"layer4.0.conv1": {"fraction": 0.25, "start": 7, "end": 150},
+              "layer4.0.conv2": {"fraction": 0.40, "start": 8, "end": 150},
+              "layer4.1.conv1": {"fraction": 0.25, "start": 9, "end": 170},
+              "layer4.1.conv2": {"fraction": 0.95, "start": 10, "end": 275}}
+_RN_FB2 = {k: {**v, "start": s} for (k, v), s in zip(_RN_LAYERS.items(), (3, 4, 5, 6))}
+_BLOCKS = {"layer*.*.conv*": {"fraction": 0.1, "start": 40, "end": 100}}
+
+# The pruning side of the configurations of spec §2.4 (training settings live in the recipes).
+GST_CONFIGS: dict[str, dict] = {
+    "F2_VGG_0": {"layers": {}},
+    "F2_VGG_1": {"layers": _VGG_LAYERS, "retrain_period": 4, "target": "small"},
+    "F2_VGG_2": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "small"},
+    "F2_VGG_3": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "random"},
+    "F2_VGG_4": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "large"},
+    "F2_VGG_5": {"layers": _VGG_LAYERS, "scratch": True, "target": "small"},
+    "F2_RN_0": {"layers": {}},
+    "F2_RN_1": {"layers": _RN_LAYERS, "retrain_period": 4, "target": "small", "score": "activations"},
+    "F2_RN_2": {"layers": _RN_LAYERS, "retrain_period": 40, "target": "small", "score": "activations"},
+    "F2_RN_3": {"layers": _RN_LAYERS, "retrain_period": 40, "target": "large", "score": "activations"},
+    **{f"F3_{t[0].upper()}_{r}": {"layers": _VGG_LAYERS, "retrain_period": r, "target": t}
+       for t in TARGETS for r in (4, 20, 40, 60, 100, 200, 300)},
+    "F4_0": {"layers": _BLOCKS, "retrain_period": 30, "target": "small", "score": "l1"},
+    "F4_1": {"layers": _BLOCKS, "retrain_period": 60, "target": "small", "score": "l1"},
+    "F5_0": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "large", "mask_bn": False},
+    **{f"F5_{i}": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "large",
+                   "noise": {"kind": "zeroing", "passes": n}} for i, n in ((1, 0), (2, 129), (3, 1500))},
+    **{f"F5_{i}": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "large",
+                   "noise": {"kind": "gaussian", "passes": n}} for i, n in ((4, 0), (5, 129), (6, 1500))},
+    **{f"FD2_{i}": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "large",
+                    "noise": {"kind": "cumulative_restore", "passes": n}}
+       for i, n in enumerate((129, 750, 1500, 3000))},
+    "FB2_VGG_1": {"layers": _VGG_LAYERS, "retrain_period": 4, "target": "small", "score": "ebn"},
+    "FB2_VGG_2": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "small", "score": "ebn"},
+    "FB2_VGG_3": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "large", "score": "ebn"},
+    "FB2_RN_1": {"layers": _RN_FB2, "retrain_period": 4, "target": "small", "score": "ebn_signed"},
+    "FB2_RN_2": {"layers": _RN_FB2, "retrain_period": 40, "target": "small", "score": "ebn_signed"},
+    "FB2_RN_3": {"layers": _RN_FB2, "retrain_period": 40, "target": "large", "score": "ebn_signed"},
+    "TC1_1": {"layers": {**_RN_LAYERS, "layer4.0.conv2": {"fraction": 0.8, "start": 8, "end": 150}},
+              "retrain_period": 4, "target": "small", "score": "activations"},
+    "TC1_2": {"layers": {**_RN_LAYERS, "layer4.0.conv2": {"fraction": 0.8, "start": 8, "end": 150}},
+              "retrain_period": 40, "target": "small", "score": "activations"},
+    "TC1_3": {"layers": {**_RN_LAYERS, "layer4.0.conv2": {"fraction": 0.8, "start": 8, "end": 150}},
+              "retrain_period": 40, "target": "large", "score": "activations"},
+    "FC3_0": {"layers": {"layer*.*.conv*": {"fraction": 0.10, "start": 24, "end": 100}}, "retrain_period": 1,
+              "target": "small", "score": "l1"},
+    "FC3_1": {"layers": {"layer*.*.conv*": {"fraction": 0.06, "start": 24, "end": 100}}, "retrain_period": 1,
+              "target": "small", "score": "l1"},
+}
+
+
+class StabilityConfig(BaseModel):
+    """Pruning during training (§2.3) or its noise variants (§2.5). ``config`` names a row of spec §2.4
+    (``GST_CONFIGS``) whose values the other given fields override; ``schedule_scale`` multiplies every
+    epoch of the schedule (start, end, retrain period), to run the 325-epoch schedules in fewer epochs."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config: Optional[str] = None
+    layers: dict[str, LayerSchedule] = Field(default_factory=dict)  # convN, module name or fnmatch pattern
+    retrain_period: int = Field(40, ge=1)
+    schedule_scale: float = Field(1.0, gt=0)
+    target: Literal[TARGETS] = "large"     # GST's default (target_large=True)
+    score: str = "l2"
+    ties: Literal["index", "random"] = "index"
+    scratch: bool = False
+    mask_bn: bool = True
+    noise: Optional[NoiseSpec] = None
+    flatness: Optional[FlatnessSpec] = None
+    activation_every: int = Field(10, ge=1)
+    activation_momentum: float = Field(0.1, gt=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data):
+        if isinstance(data, dict) and data.get("config") is not None:
+            name = data["config"]
+            if name not in GST_CONFIGS:
+                raise ValueError(str(unknown_name("GST config", name, GST_CONFIGS)))
+            data = {**GST_CONFIGS[name], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.noise is not None and self.scratch:
+            raise ValueError("noise replaces pruning events during training; scratch pruning has none")
+        from ..primitives.scores import list_scores
+        if self.score not in list_scores():
+            raise ValueError(str(unknown_name("score", self.score, list_scores())))
+        return self
+
+    def scaled(self, epoch: int) -> int:
+        return int(round(epoch * self.schedule_scale))
+
+    def layer_plan(self, model: nn.Module) -> dict[int, dict[str, int]]:
+        """``{epoch: {conv weight name: filters kept after that epoch's event}}``."""
+        plan: dict[int, dict[str, int]] = {}
+        convs = resolve_convs(model, self.layers)
+        period = max(1, self.scaled(self.retrain_period))
+        for conv, pattern in convs.items():
+            s = self.layers[pattern]
+            f = model.get_submodule(conv).out_channels
+            for e, kept in filter_schedule(f, s.fraction, self.scaled(s.start), self.scaled(s.end), period):
+                plan.setdefault(e, {})[f"{conv}.weight"] = kept
+        return dict(sorted(plan.items()))
+
+    def final_counts(self, model: nn.Module) -> dict[str, int]:
+        out = {}
+        for conv, pattern in resolve_convs(model, self.layers).items():
+            f = model.get_submodule(conv).out_channels
+            out[f"{conv}.weight"] = _ceil((1.0 - self.layers[pattern].fraction) * f)
+        return out
+
+
+# noise instead of removal (§2.5) -------------------------------------------------------------------
+class NoiseInjector:
+    """Applies the noise windows of §2.5 from forward pre-hooks on the targeted convs (one call per model
+    forward pass, so evaluation and training batches both count)."""
+
+    def __init__(self, model: nn.Module, spec: NoiseSpec, *, seed: int = 0):
+        self.model = model
+        self.spec = spec
+        self.pairs = conv_bn_pairs(model)
+        self.windows: dict[str, list[dict]] = {}
+        self.gen = generator(seed, "gst-noise")
+        self._hooks = []
+
+    def _hook(self, conv: str):
+        mod = self.model.get_submodule(conv)
+        if conv not in self.windows:
+            self.windows[conv] = []
+            self._hooks.append(mod.register_forward_pre_hook(lambda m, inp, c=conv: self._on_pass(c)))
+        return mod
+
+    @torch.no_grad()
+    def target(self, removed: Mask, current: Mask) -> None:
+        """Start windows for an event: ``removed`` = filters newly targeted, ``current`` = still untargeted."""
+        for name in removed:
+            conv = name[: -len(".weight")]
+            if self.spec.kind == "cumulative_restore":
+                idx = (~current[name].reshape(-1)).nonzero().flatten()
+            else:
+                idx = removed[name].reshape(-1).nonzero().flatten()
+            if idx.numel() == 0:
+                continue
+            mod = self._hook(conv)
+            w = {"idx": idx, "left": self.spec.passes + (0 if self.spec.kind == "cumulative_restore" else 1),
+                 "untargeted": current[name].reshape(-1).nonzero().flatten()}
+            if self.spec.kind == "cumulative_restore":
+                # a new window over the same filters supersedes the old one (its values are saved anew below
+                # only after the old window restored them, so restore it first)
+                for old in self.windows[conv]:
+                    self._restore(conv, old)
+                self.windows[conv] = []
+                w["saved"] = self._save(conv, mod, idx)
+            self.windows[conv].append(w)
+
+    def _tensors(self, conv: str, mod: nn.Module) -> dict[str, torch.Tensor]:
+        out = {"weight": mod.weight}
+        if mod.bias is not None:
+            out["bias"] = mod.bias
+        if self.pairs.get(conv):
+            bn = self.model.get_submodule(self.pairs[conv])
+            out.update({"bn.weight": bn.weight, "bn.bias": bn.bias, "bn.running_mean": bn.running_mean,
+                        "bn.running_var": bn.running_var})
+        return {k: v for k, v in out.items() if v is not None}
+
+    def _save(self, conv, mod, idx) -> dict[str, torch.Tensor]:
+        return {k: t.detach()[idx].clone() for k, t in self._tensors(conv, mod).items()}
+
+    @torch.no_grad()
+    def _restore(self, conv: str, w: dict) -> None:
+        if "saved" not in w or w.get("restored"):
+            return
+        mod = self.model.get_submodule(conv)
+        for k, t in self._tensors(conv, mod).items():
+            t[w["idx"]] = w["saved"][k].to(t.device)
+        w["restored"] = True
+
+    @torch.no_grad()
+    def _on_pass(self, conv: str) -> None:
+        mod = self.model.get_submodule(conv)
+        active = []
+        for w in self.windows[conv]:
+            if w["left"] == 0:  # a finished cumulative window: its filters come back now
+                self._restore(conv, w)
+                continue
+            idx = w["idx"]
+            if self.spec.kind == "gaussian":
+                ref = w["untargeted"]
+                sigma = float(mod.weight[ref[0]].std()) if ref.numel() else 0.0
+                noise = torch.randn((idx.numel(),) + tuple(mod.weight.shape[1:]), generator=self.gen)
+                mod.weight[idx] += sigma * noise.to(mod.weight.device, mod.weight.dtype)
+            else:
+                mod.weight[idx] = 0
+                if self.spec.kind == "cumulative_restore" and self.pairs.get(conv):
+                    bn = self.model.get_submodule(self.pairs[conv])
+                    bn.weight[idx] = 0
+                    bn.bias[idx] = 0
+            w["left"] -= 1
+            if w["left"] > 0 or "saved" in w:
+                active.append(w)
+        self.windows[conv] = active
+
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+
+
+# the procedure ---------------------------------------------------------------------------------------
+def select_filters(scores: dict, mask: Mask, counts: dict[str, int], target: str, *, ties: str = "index",
+                   generator: torch.Generator | None = None) -> Mask:
+    """Keep ``counts[name]`` filters per layer: remove the lowest scores (``small``), the highest
+    (``large``) or uniformly random unpruned filters (``random``). With ``ties="index"`` the lower channel
+    index goes first among equal scores (GST's rule)."""
+    if target == "small":
+        rank = scores
+    elif target == "large":
+        rank = {n: -s for n, s in scores.items()}
+    elif target == "random":
+        rank = {n: torch.rand(s.shape, generator=generator).to(s.device) for n, s in scores.items()}
+    else:
+        raise unknown_name("pruning target", target, TARGETS)
+    return select_layerwise(rank, mask, counts, ties=ties, generator=generator)
+
+
+def _variant(cfg: StabilityConfig) -> str:
+    if cfg.config:
+        return cfg.config
+    if not cfg.layers:
+        return "no_pruning"
+    if cfg.scratch:
+        return "scratch"
+    name = {"small": "prune_S", "large": "prune_L", "random": "prune_R"}[cfg.target]
+    return f"{cfg.noise.kind}{cfg.noise.passes}_{name}" if cfg.noise else name
+
+
+def summarize_run(history: list[dict], events: list[dict], scratch: bool = False) -> dict:
+    """Per-run numbers of §2.2 from the epoch history (post-pruning test accuracy per epoch) and the
+    events (with ``iteration`` and ``acc_pre``): mean stability over pruning epochs (100 without any),
+    best test accuracy over epochs from the last pruning epoch on, and the generalization gap there."""
+    by_it = {r["iteration"]: r for r in history if "test_acc" in r}
+    stabs = []
+    for ev in events:
+        post = by_it[ev["iteration"]]["test_acc"]
+        ev["acc_post"] = post
+        ev["instability"] = instability(ev["acc_pre"], post)
+        ev["stability"] = stability(ev["acc_pre"], post)
+        stabs.append(ev["stability"])
+    last = max((ev["iteration"] for ev in events), default=0)
+    rows = [r for r in history if "test_acc" in r and r["iteration"] >= last]
+    best = max(rows, key=lambda r: r["test_acc"]) if rows else {}
+    out = {"mean_stability": float(sum(stabs) / len(stabs)) if stabs and not scratch else 100.0,
+           "n_events": len(events), "best_test_acc": best.get("test_acc", math.nan),
+           "best_epoch": best.get("epoch", math.nan)}
+    if "train_running_acc" in best:
+        out["gen_gap"] = best["train_running_acc"] - best["test_acc"]
+    return out
+
+
+def run_stability(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: StabilityConfig, *, seed: int = 0,
+                  keep_history: bool = False, on_round: Optional[Callable[[RoundResult], None]] = None,
+                  probe: Optional[Callable[[nn.Module], dict]] = None) -> IMPResult:
+    """Train one network while pruning it on ``cfg``'s schedule; returns one RoundResult whose ``extra``
+    holds mean_stability, best_test_acc, gen_gap, the events and (with ``cfg.flatness``) flatness measures.
+    ``probe(model)`` (optional) adds its dict to ``extra`` after training."""
+    if "test" not in train_cfg.eval_splits:
+        raise ConfigError(f"stability is measured on the test split; eval_splits={train_cfg.eval_splits} "
+                          f"must include 'test'")
+    cfg_t = train_cfg.model_copy(update={"eval_every": None})  # one evaluation per epoch: acc_post
+    device = resolve_device(cfg_t.device)
+    model = model_fn(seed).to(device)
+    fmask = filter_mask(model, cfg.layers) if cfg.layers else Mask({}, {})
+    plan = cfg.layer_plan(model) if cfg.layers and not cfg.scratch else {}
+    n_train = len(data.train)
+    per_epoch = cfg_t.iterations_per_epoch(n_train)
+    epochs = math.ceil(cfg_t.total_iterations(n_train) / per_epoch)
+    late = [e for e in plan if e >= epochs]
+    if late:
+        raise ConfigError(f"pruning epochs {late} are past the last epoch ({epochs - 1}); shorten the schedule "
+                          f"(schedule_scale={cfg.schedule_scale}) or train longer")
+    tracker = (ActivationTracker(model, [n[:-7] for n in fmask], every=cfg.activation_every,
+                                 momentum=cfg.activation_momentum) if cfg.score == "activations" else None)
+    masking = FilterMasking(model, fmask, mask_bn=cfg.mask_bn) if cfg.noise is None and len(fmask) else None
+    noise = NoiseInjector(model, cfg.noise, seed=seed) if cfg.noise is not None else None
+    g_sel = generator(seed, "gst-selection")
+    events: list[dict] = []
+    state = {"mask": fmask}
+
+    def prune_now(counts: dict[str, int]) -> dict:
+        cur = state["mask"]
+        scores = compute_scores(cfg.score, model, cur, activations=tracker, generator=generator(seed, "score"))
+        new = select_filters(scores, cur, counts, cfg.target, ties=cfg.ties, generator=g_sel)
+        removed = cur - new
+        means = [float(scores[n][removed[n]].float().mean()) for n in counts if bool(removed[n].any())]
+        state["mask"] = new
+        if masking is not None:
+            masking.update(new)
+        if noise is not None:
+            noise.target(removed, new)
+        return {"pruned_score": sum(means) / len(means) if means else -1.0,
+                "kept": {n: int(new[n].sum()) for n in counts}}
+
+    if cfg.scratch and len(fmask):
+        events_scratch = prune_now(cfg.final_counts(model))
+    else:
+        events_scratch = None
+
+    channels_last = cfg_t.channels_last if cfg_t.channels_last is not None else _has_conv2d(model)
+    eval_kw = dict(batch_size=cfg_t.eval_batch_size, precision=cfg_t.precision, channels_last=channels_last)
+
+    def callback(it: int, m: nn.Module) -> None:
+        if masking is not None:
+            masking.apply()
+        if it % per_epoch:
+            return
+        epoch = it // per_epoch - 1
+        if epoch not in plan:
+            return
+        pre = evaluate(m, data, "test", **eval_kw)
+        info = prune_now(plan[epoch])
+        events.append({"epoch": epoch, "iteration": it, "acc_pre": pre["test_acc"], "loss_pre": pre["test_loss"],
+                       **info})
+
+    try:
+        res = train(model, data, cfg_t, seed=seed, callbacks=[callback], desc=f"stability {_variant(cfg)}")
+    finally:
+        for h in (masking, noise, tracker):
+            if h is not None:
+                h.remove()
+    if masking is not None:
+        masking.apply()  # GST zeroes masked weights once more before the final evaluation
+    extra = summarize_run(res.history, events, scratch=cfg.scratch)
+    extra["events"] = events
+    if events_scratch is not None:
+        extra["scratch_kept"] = events_scratch["kept"]
+    if cfg.flatness is not None:
+        from ..analysis.flatness import flatness_measures  # analysis sits above procedures: import on use
+        extra.update(flatness_measures(model, data, cfg.flatness))
+    if probe is not None:
+        extra.update(probe(model))
+    final_mask = state["mask"]
+    r = RoundResult(_variant(cfg), 0, final_mask.kept() if len(final_mask) else 0,
+                    final_mask.total() if len(final_mask) else 0, res.final, res.early_stop("val"),
+                    final_mask.clone(), res.history if keep_history else [], extra)
+    if on_round is not None:
+        on_round(r)
+    return IMPResult([r])
+
+
+class StabilityProcedure(StabilityConfig):
+    """Experiment-spec form of :func:`run_stability` (``kind: stability``)."""
+
+    kind: Literal["stability"] = "stability"
+
+    def trainings(self) -> int:
+        return 1
+
+    def run(self, model_fn, data, train_cfg, *, seed, keep_history=False, on_round=None, **_):
+        cfg = StabilityConfig(**self.model_dump(exclude={"kind"}, exclude_unset=True))
+        return run_stability(model_fn, data, train_cfg, cfg, seed=seed, keep_history=keep_history,
+                             on_round=on_round)

@@ -1,0 +1,246 @@
+"""GST pruning during training (spec §2.2, §2.3, §2.5; checks #10 and #11 of §7)."""
+import math
+
+import pytest
+import torch
+
+from gst_helpers import tiny_convnet, tiny_images
+from prunelab.errors import ConfigError
+from prunelab.experiments.spec import ExperimentSpec
+from prunelab.models import build_model
+from prunelab.primitives import Mask
+from prunelab.primitives.filters import filter_mask
+from prunelab.procedures.stability import (GST_CONFIGS, NoiseInjector, NoiseSpec, StabilityConfig,
+                                           filter_schedule, instability, run_stability, select_filters,
+                                           stability, summarize_run)
+from prunelab.training import TrainConfig
+
+
+def test_instability_formula_known_pair():  # §7 row 10
+    assert instability(85.0, 80.0) == pytest.approx(5.0 / 85.0)
+    assert round(instability(85.0, 80.0), 4) == 0.0588
+    assert round(stability(85.0, 80.0), 2) == 94.12
+    assert stability(0.5, 0.55) == pytest.approx(110.0)  # accuracy may rise after pruning
+    with pytest.raises(ConfigError, match="acc_pre"):
+        instability(0.0, 0.1)
+
+
+def test_filter_schedule_row_11():  # §7 row 11
+    sched = filter_schedule(512, 0.9, 6, 275, 40)
+    assert [e for e, _ in sched] == [6, 46, 86, 126, 166, 206, 246]
+    assert [k for _, k in sched] == [447, 381, 315, 250, 184, 118, 52]
+    # a fraction whose float product lands just above an integer still gives the intended count
+    assert filter_schedule(10, 0.3, 0, 0, 1) == [(0, 7)]
+
+
+def test_vgg11_preset_plan_matches_schedule():
+    vgg = build_model("vgg11_bn", num_classes=10, input_shape=(3, 32, 32), seed=0)
+    plan = StabilityConfig(config="F2_VGG_4").layer_plan(vgg)
+    conv8 = [(e, c["features.25.weight"]) for e, c in plan.items() if "features.25.weight" in c]
+    assert conv8 == list(zip([6, 46, 86, 126, 166, 206, 246], [447, 381, 315, 250, 184, 118, 52]))
+    conv5 = [c["features.15.weight"] for c in plan.values() if "features.15.weight" in c]
+    assert conv5[-1] == math.ceil(0.7 * 512)
+    assert StabilityConfig(config="F2_VGG_1").retrain_period == 4
+    assert StabilityConfig(config="F3_R_60").target == "random"
+    scaled = StabilityConfig(config="F2_VGG_2", schedule_scale=0.05).layer_plan(vgg)
+    assert max(scaled) == 14 and all(e >= 0 for e in scaled)
+
+
+def test_unknown_config_and_score_name_allowed_values():
+    with pytest.raises(ValueError, match="F2_VGG_4"):
+        StabilityConfig(config="F9")
+    with pytest.raises(ValueError, match="ebn"):
+        StabilityConfig(score="nope")
+
+
+def test_select_filters_targets_and_index_ties():
+    shapes = {"c.weight": (4, 2, 3, 3)}
+    mask = Mask({"c.weight": torch.ones(4, 1, 1, 1, dtype=torch.bool)}, shapes)
+    scores = {"c.weight": torch.tensor([3.0, 1.0, 1.0, 2.0]).view(4, 1, 1, 1)}
+    small = select_filters(scores, mask, {"c.weight": 3}, "small")["c.weight"].flatten().tolist()
+    assert small == [True, False, True, True]          # tie 1.0/1.0: the lower index goes first
+    large = select_filters(scores, mask, {"c.weight": 2}, "large")["c.weight"].flatten().tolist()
+    assert large == [False, True, True, False]
+    flat = {"c.weight": torch.ones(4, 1, 1, 1)}
+    assert select_filters(flat, mask, {"c.weight": 2}, "small")["c.weight"].flatten().tolist() == \
+        [False, False, True, True]
+    g = torch.Generator().manual_seed(0)
+    already = Mask({"c.weight": torch.tensor([True, False, True, True]).view(4, 1, 1, 1)}, shapes)
+    rnd = select_filters(scores, already, {"c.weight": 1}, "random", generator=g)["c.weight"].flatten()
+    assert int(rnd.sum()) == 1 and not bool(rnd[1])   # never revives a pruned filter
+
+
+def test_summarize_run_from_history():
+    history = [{"iteration": 10, "epoch": 1.0, "test_acc": 0.50, "train_running_acc": 0.4},
+               {"iteration": 20, "epoch": 2.0, "test_acc": 0.40, "train_running_acc": 0.6},
+               {"iteration": 30, "epoch": 3.0, "test_acc": 0.70, "train_running_acc": 0.9},
+               {"iteration": 40, "epoch": 4.0, "test_acc": 0.65, "train_running_acc": 0.95}]
+    events = [{"iteration": 10, "acc_pre": 0.55}, {"iteration": 20, "acc_pre": 0.50}]
+    out = summarize_run(history, events)
+    assert out["mean_stability"] == pytest.approx((stability(0.55, 0.50) + stability(0.50, 0.40)) / 2)
+    assert out["best_test_acc"] == 0.70 and out["gen_gap"] == pytest.approx(0.2)
+    assert summarize_run(history, [])["mean_stability"] == 100.0
+
+
+def _cfg(**kw):
+    return TrainConfig(optimizer="adam", lr=3e-3, batch_size=32, epochs=kw.pop("epochs", 4),
+                       eval_splits=("test",), **kw)
+
+
+def test_run_prunes_on_schedule_and_silences_channels():
+    data = tiny_images()
+    cfg = StabilityConfig(layers={"conv2": {"fraction": 0.5, "start": 0, "end": 2},
+                                  "conv3": {"fraction": 0.75, "start": 1, "end": 2}},
+                          retrain_period=1, target="small", score="l2")
+    def probe(model):  # the trained model's pruned channels: filter, BN γ and β all exactly zero
+        conv, bn = model.features[8], model.features[9]
+        dead = (conv.weight.flatten(1).abs().sum(1) == 0) & (bn.weight == 0) & (bn.bias == 0)
+        return {"dead_conv3": int(dead.sum())}
+
+    res = run_stability(tiny_convnet, data, _cfg(), cfg, seed=0, keep_history=True, probe=probe)
+    r = res.rounds[0]
+    ev = r.extra["events"]
+    assert [e["epoch"] for e in ev] == [0, 1, 2]
+    assert [e["kept"] for e in ev] == [{"features.4.weight": 14}, {"features.4.weight": 11,
+                                       "features.8.weight": 10}, {"features.4.weight": 8, "features.8.weight": 4}]
+    hist = {h["iteration"]: h["test_acc"] for h in r.history}
+    for e in ev:
+        assert e["acc_post"] == hist[e["iteration"]]
+        assert e["stability"] == pytest.approx(stability(e["acc_pre"], e["acc_post"]))
+    assert r.extra["mean_stability"] == pytest.approx(sum(e["stability"] for e in ev) / 3)
+    assert r.extra["best_test_acc"] == max(h["test_acc"] for h in r.history if h["iteration"] >= ev[-1]["iteration"])
+    assert r.mask["features.4.weight"].sum() == 8 and r.mask["features.8.weight"].sum() == 4
+    assert r.variant == "prune_S" and "gen_gap" in r.extra
+    assert r.extra["dead_conv3"] == 12
+
+
+def test_scratch_run_prunes_before_training():
+    data = tiny_images()
+    cfg = StabilityConfig(layers={"conv3": {"fraction": 0.5, "start": 1, "end": 2}}, scratch=True)
+    r = run_stability(tiny_convnet, data, _cfg(epochs=2), cfg, seed=0).rounds[0]
+    assert r.extra["mean_stability"] == 100.0 and r.extra["events"] == []
+    assert r.extra["scratch_kept"] == {"features.8.weight": 8} and r.variant == "scratch"
+
+
+def test_schedule_past_training_is_rejected():
+    cfg = StabilityConfig(layers={"conv3": {"fraction": 0.5, "start": 1, "end": 9}}, retrain_period=4)
+    with pytest.raises(ConfigError, match="past the last epoch"):
+        run_stability(tiny_convnet, tiny_images(), _cfg(epochs=3), cfg)
+
+
+def _targets(model, idx):
+    fm = filter_mask(model, ["conv2"])
+    cur = fm["features.4.weight"].clone()
+    cur[idx] = False
+    new = Mask({"features.4.weight": cur}, fm.shapes)
+    return fm - new, new
+
+
+def test_zeroing_noise_lasts_n_plus_one_passes_then_reenters():
+    model = tiny_convnet(0)
+    removed, current = _targets(model, [1, 3])
+    inj = NoiseInjector(model, NoiseSpec(kind="zeroing", passes=1))
+    inj.target(removed, current)
+    w = model.features[4].weight
+    x = torch.randn(2, 3, 16, 16)
+    for _ in range(2):
+        with torch.no_grad():
+            w.add_(1.0)  # stands in for an optimizer step between passes
+        model(x)
+        assert torch.equal(w[[1, 3]], torch.zeros_like(w[[1, 3]]))
+    with torch.no_grad():
+        w.add_(1.0)
+    model(x)  # the window is over: the filters train again from (near) zero
+    assert torch.equal(w[[1, 3]], torch.ones_like(w[[1, 3]]))
+    inj.remove()
+
+
+def test_gaussian_noise_is_a_random_walk_with_sigma_of_first_untargeted_filter():
+    model = tiny_convnet(0)
+    removed, current = _targets(model, [0, 2])
+    inj = NoiseInjector(model, NoiseSpec(kind="gaussian", passes=1), seed=3)
+    w = model.features[4].weight
+    before = w.detach().clone()
+    sigma = float(before[1].std())  # filter 0 is targeted: the first untargeted one is 1
+    inj.target(removed, current)
+    x = torch.randn(2, 3, 16, 16)
+    steps = []
+    for _ in range(3):
+        prev = w.detach().clone()
+        model(x)
+        steps.append(w.detach() - prev)
+    assert torch.equal(w[[1, 3]], before[[1, 3]])
+    assert steps[0][[0, 2]].abs().sum() > 0 and steps[1][[0, 2]].abs().sum() > 0
+    assert torch.equal(steps[2], torch.zeros_like(steps[2]))  # N + 1 = 2 passes only
+    assert float(steps[0][[0, 2]].std()) == pytest.approx(sigma, rel=0.35)
+    inj.remove()
+
+
+def test_cumulative_zeroing_restores_exact_saved_values():
+    model = tiny_convnet(0)
+    conv, bn = model.features[4], model.features[5]
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.normal_()
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+    removed, current = _targets(model, [2, 5])
+    saved = {k: v.detach()[[2, 5]].clone() for k, v in
+             {"w": conv.weight, "b": conv.bias, "g": bn.weight, "be": bn.bias, "rm": bn.running_mean,
+              "rv": bn.running_var}.items()}
+    inj = NoiseInjector(model, NoiseSpec(kind="cumulative_restore", passes=2))
+    inj.target(removed, current)
+    model.train()
+    x = torch.randn(4, 3, 16, 16)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    for _ in range(2):
+        model(x).logsumexp(1).mean().backward()
+        assert torch.equal(conv.weight[[2, 5]], torch.zeros_like(saved["w"]))
+        assert torch.equal(bn.weight[[2, 5]], torch.zeros(2)) and torch.equal(bn.bias[[2, 5]], torch.zeros(2))
+        opt.step()
+        opt.zero_grad()
+    assert not torch.equal(bn.running_mean[[2, 5]], saved["rm"])  # the window changed the statistics
+    model(x)  # first pass after the window: restored before it runs
+    for key, t in {"w": conv.weight, "b": conv.bias, "g": bn.weight, "be": bn.bias}.items():
+        assert torch.equal(t.detach()[[2, 5]], saved[key]), key
+    inj.remove()
+    inj2 = NoiseInjector(model, NoiseSpec(kind="cumulative_restore", passes=1))
+    with torch.no_grad():
+        bn.running_mean.normal_()
+    rm = bn.running_mean[[2, 5]].clone()
+    rv = bn.running_var[[2, 5]].clone()
+    inj2.target(removed, current)
+    model.train()
+    model(x)   # zeroed pass: BN statistics of the channels move
+    model.eval()
+    model(x)   # restored (eval pass does not update statistics)
+    assert torch.equal(bn.running_mean[[2, 5]], rm) and torch.equal(bn.running_var[[2, 5]], rv)
+    inj2.remove()
+
+
+@pytest.mark.parametrize("kind", ["zeroing", "gaussian", "cumulative_restore"])
+def test_noise_runs_end_to_end_without_removing(kind):
+    cfg = StabilityConfig(layers={"conv3": {"fraction": 0.5, "start": 0, "end": 1}}, retrain_period=1,
+                          noise={"kind": kind, "passes": 2})
+    r = run_stability(tiny_convnet, tiny_images(), _cfg(epochs=3), cfg, seed=1).rounds[0]
+    assert r.extra["n_events"] == 2 and r.variant == f"{kind}2_prune_L"
+    assert 0 < r.extra["mean_stability"] <= 200
+
+
+def test_spec_kind_stability_runs():
+    spec = ExperimentSpec.model_validate({
+        "name": "gst", "model": {"name": "vgg11_bn", "options": {"width": 0.125}},
+        "dataset": {"name": "cifar10"}, "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 325},
+        "procedure": {"kind": "stability", "config": "F2_VGG_1"}})
+    assert spec.procedure.retrain_period == 4 and spec.procedure.target == "small"
+    small = ExperimentSpec.model_validate({**spec.to_dict(), "procedure": {
+        "kind": "stability", "config": "F2_VGG_1", "layers": {"conv3": {"fraction": 0.5, "start": 0, "end": 1}}}})
+    assert small.run_id() != spec.run_id()
+    r = small.procedure.run(tiny_convnet, tiny_images(), _cfg(epochs=2), seed=0).rounds[0]
+    assert r.variant == "F2_VGG_1" and [e["epoch"] for e in r.extra["events"]] == [0]
+    assert r.mask["features.8.weight"].sum() == 8
+
+
+def test_all_gst_configs_validate():
+    for name in GST_CONFIGS:
+        StabilityConfig(config=name)
