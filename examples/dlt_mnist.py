@@ -11,7 +11,7 @@ Jobs (each writes ``<job>.jsonl`` atomically when done, so a rerun skips finishe
 - ``single-{same,diff}@s<seed>``: the *_single criteria (mask = the same-/different-sign weights) on the
   untrained weights, with and without signed constant;
 - ``lsm-s<seed>``: learned Bernoulli supermask; ``@r1`` dynamic weight rescaling, ``@c1`` signed-constant
-  weights, ``@m1`` deterministic (rounded) mask instead of sampling.
+  weights, ``@m1`` deterministic (rounded) mask instead of sampling, ``@i<N>`` score init N/100.
 Scaled down from the paper (see docs/results/deconstructing.md): each IMP round prunes what two LTH rounds
 prune (hidden 36 %, output 19 % of the remaining weights) and trains 3 epochs.
 """
@@ -115,7 +115,9 @@ def _run_job(job: str, args) -> str:
         sgd = TrainConfig(optimizer="sgd", lr=100.0, momentum=0.9, batch_size=250,
                           epochs=opts.get("e", args.supermask_epochs), eval_splits=("val", "test"))
         # @r1: dynamic weight rescaling, @c1: signed-constant weights, @m1: deterministic rounded mask
+        # @i<N>: score init N/100 (the official sigmoid_bias; 0 = keep probability 0.5)
         cfg = LearnedSupermaskConfig(eval_samples=10, dynamic_rescale=bool(opts.get("r")),
+                                     score_init=opts.get("i", 0) / 100,
                                      signed_constant=bool(opts.get("c")),
                                      mode="round" if opts.get("m") else "sample")
         run_learned_supermask(model_fn, data, sgd, cfg, seed=seed, on_round=on_round)

@@ -244,3 +244,15 @@ def test_spec_kind_stability_runs():
 def test_all_gst_configs_validate():
     for name in GST_CONFIGS:
         StabilityConfig(config=name)
+
+
+def test_tf1_preset_events_at_2500_and_3250():
+    """TF1 (ResNet-18 / CIFAR-100): the last conv (512 filters) loses 70 % in two events, 2500 and 3250."""
+    from prunelab.procedures.stability import GST_CONFIGS
+    cfg = StabilityConfig(config="TF1_1")
+    assert cfg.target == "large" and cfg.score == "l1" and not cfg.scratch
+    (name, layer), = cfg.layers.items()
+    assert name == "layer4.1.conv2"
+    sched = filter_schedule(512, layer.fraction, layer.start, layer.end, cfg.retrain_period)
+    assert sched == [(2500, 333), (3250, 154)]          # ceil(0.3*512)=154; halfway ceil(154+358/2)=333
+    assert StabilityConfig(config="TF1_3").scratch and GST_CONFIGS["TF1_0"]["layers"] == {}

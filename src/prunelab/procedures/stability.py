@@ -115,6 +115,7 @@ _RN_LAYERS = {"layer4.0.conv1": {"fraction": 0.25, "start": 7, "end": 150},
               "layer4.1.conv1": {"fraction": 0.25, "start": 9, "end": 170},
               "layer4.1.conv2": {"fraction": 0.95, "start": 10, "end": 275}}
 _RN_FB2 = {k: {**v, "start": s} for (k, v), s in zip(_RN_LAYERS.items(), (3, 4, 5, 6))}
+_TF1_LAYER = {"layer4.1.conv2": {"fraction": 0.7, "start": 2500, "end": 3500}}
 _BLOCKS = {"layer*.*.conv*": {"fraction": 0.1, "start": 40, "end": 100}}
 
 # The pruning side of the configurations of spec §2.4 (training settings live in the recipes).
@@ -157,6 +158,10 @@ GST_CONFIGS: dict[str, dict] = {
               "target": "small", "score": "l1"},
     "FC3_1": {"layers": {"layer*.*.conv*": {"fraction": 0.06, "start": 24, "end": 100}}, "retrain_period": 1,
               "target": "small", "score": "l1"},
+    # ResNet-18 / CIFAR-100, 4000 epochs: the last conv to 70 % removed at epochs 2500 and 3250
+    "TF1_0": {"layers": {}},
+    **{f"TF1_{i}": {"layers": _TF1_LAYER, "retrain_period": 750, "target": t, "score": "l1", "scratch": sc}
+       for i, t, sc in ((1, "large", False), (2, "small", False), (3, "small", True))},
 }
 
 
