@@ -6,7 +6,9 @@ sparsity. Three copies of each model are trained side by side in this one proces
 * ``dense``   -- the plain model, no mask;
 * ``masked``  -- ``prunelab.prune`` + ``MaskEnforcer`` (one fused multiply after each optimizer step);
 * ``torch``   -- ``torch.nn.utils.prune.global_unstructured`` (L1), i.e. forward-pre hooks recomputing
-  ``weight = weight_orig * weight_mask`` on every forward.
+  ``weight = weight_orig * weight_mask`` on every forward;
+* ``dense_fused`` / ``masked_fused`` -- the same two with torch's fused SGD kernel (what prunelab's
+  training loop uses when the device has it), to show the mask's cost against the faster step too.
 
 The machines this runs on are shared and noisy, so the variants are *interleaved*: every round runs a
 short block of steps of each variant, in a shuffled order, and every statistic is a median over rounds.
@@ -43,7 +45,7 @@ MODELS = {
     "resnet20": ((3, 32, 32), 128),
     "vgg11_bn": ((3, 32, 32), 128),
 }
-VARIANTS = ("dense", "masked", "torch")
+VARIANTS = ("dense", "masked", "torch", "dense_fused", "masked_fused")
 
 
 def _cores() -> int:
@@ -60,8 +62,8 @@ def _load() -> str:
         return "n/a"
 
 
-def _optimizer(params) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
+def _optimizer(params, fused: bool = False) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4, fused=fused or None)
 
 
 def _build(name: str, device: torch.device) -> nn.Module:
@@ -75,9 +77,9 @@ def _make_variant(kind: str, name: str, device: torch.device, channels_last: boo
     # variant is pruned first and converted after (weight_orig and weight_mask both follow the format).
     if channels_last and kind != "torch":
         model = model.to(memory_format=torch.channels_last)
-    if kind == "masked":
+    if kind.startswith("masked"):
         mask = prunelab.prune(model, sparsity=SPARSITY)
-        opt = _optimizer(model.parameters())
+        opt = _optimizer(model.parameters(), fused=kind.endswith("fused"))
         prunelab.MaskEnforcer(model, mask).attach(opt)
     elif kind == "torch":
         # Same scope as prunelab's default (every Conv/Linear weight), one global L1 threshold.
@@ -88,7 +90,7 @@ def _make_variant(kind: str, name: str, device: torch.device, channels_last: boo
             model = model.to(memory_format=torch.channels_last)
         opt = _optimizer(model.parameters())  # after pruning: the trainable tensors are now weight_orig
     else:
-        opt = _optimizer(model.parameters())
+        opt = _optimizer(model.parameters(), fused=kind.endswith("fused"))
     return model, opt
 
 
@@ -152,6 +154,8 @@ def bench_model(name: str, *, rounds: int, block: int | None, block_seconds: flo
 
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = {k: statistics.median(a / d for a, d in zip(times[k], times["dense"])) for k in VARIANTS}
+    ratio["masked_fused/dense_fused"] = statistics.median(
+        a / d for a, d in zip(times["masked_fused"], times["dense_fused"]))
     zero_frac = {k: _check_sparsity(k, variants[k][0]) for k in VARIANTS}
     return {"ms": med, "ratio": ratio, "zeros": zero_frac, "block": block}
 
@@ -181,7 +185,8 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, device {device}, {args.threads} threads, sparsity {SPARSITY}, "
           f"{rounds} interleaved rounds per model; load average {_load()}", flush=True)
     header = (f"{'model':<14} {'dense ms/step':>13} {'masked ms/step':>14} {'masked/dense':>12} "
-              f"{'torch-prune ms/step':>19} {'torch-prune/dense':>17}")
+              f"{'torch-prune ms/step':>19} {'torch-prune/dense':>17} {'fused dense ms':>14} "
+              f"{'fused/dense':>11} {'fused masked/dense':>18}")
     results = {}
     for name in args.models:
         results[name] = r = bench_model(name, rounds=rounds, block=args.block,
@@ -189,14 +194,16 @@ def main(argv=None) -> int:
                                         device=device, seed=args.seed)
         z = r["zeros"]
         print(f"  {name}: {r['block']} steps/variant/round; zero fraction after training: "
-              f"dense {z['dense']:.3f}, masked {z['masked']:.3f}, torch-prune {z['torch']:.3f}", flush=True)
+              f"dense {z['dense']:.3f}, masked {z['masked']:.3f}, torch-prune {z['torch']:.3f}, "
+              f"masked (fused SGD) {z['masked_fused']:.3f}", flush=True)
     print()
     print(header)
     print("-" * len(header))
     for name, r in results.items():
         ms, ratio = r["ms"], r["ratio"]
         print(f"{name:<14} {ms['dense']:>13.3f} {ms['masked']:>14.3f} {ratio['masked']:>12.3f} "
-              f"{ms['torch']:>19.3f} {ratio['torch']:>17.3f}")
+              f"{ms['torch']:>19.3f} {ratio['torch']:>17.3f} {ms['dense_fused']:>14.3f} "
+              f"{ratio['dense_fused']:>11.3f} {ratio['masked_fused/dense_fused']:>18.3f}")
     print(f"\nload average at the end: {_load()} (other users' processes share these cores)")
     worst = max(r["ratio"]["masked"] for r in results.values())
     print(f"worst masked/dense ratio: {worst:.3f}")

@@ -117,3 +117,24 @@ def test_prune_restores_thread_count_and_matches_reference():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_global_selection_reads_tiled_magnitude_scores_without_copy():
+    """magnitude scores come as views of one buffer; global selection ranks that buffer directly and
+    must keep exactly what it keeps from separate tensors with the same values."""
+    from prunelab.primitives.scores import magnitude
+    from prunelab.primitives.selection import _one_vector
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+    mask = Mask.ones(model)
+    tiled = magnitude(model, mask)
+    separate = {n: t.clone() for n, t in tiled.items()}
+    flat = _one_vector(list(tiled.values()))
+    assert flat is not None and flat.data_ptr() == tiled["0.weight"].data_ptr()
+    assert _one_vector(list(separate.values())) is None
+    for n, p in model.named_parameters():
+        if n in tiled:
+            assert torch.equal(tiled[n], p.detach().abs())
+    a = select_global(tiled, mask, 500, generator=torch.Generator().manual_seed(0))
+    b = select_global(separate, mask, 500, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(a[n], b[n]) for n in mask) and a.kept() == 500

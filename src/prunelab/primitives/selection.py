@@ -95,6 +95,21 @@ def select_layerwise(scores: Mapping[str, torch.Tensor], mask: Mask, keep: Mappi
     return Mask(out, mask.shapes)
 
 
+def _one_vector(ts: list[torch.Tensor]) -> torch.Tensor | None:
+    """The tensors as one float32 vector without a copy, if they are consecutive contiguous views of one
+    buffer (as the magnitude score returns them); else None."""
+    first = ts[0]
+    if first.dtype != torch.float32:
+        return None
+    ptr, offset = first.untyped_storage().data_ptr(), first.storage_offset()
+    for t in ts:
+        if (t.dtype != torch.float32 or not t.is_contiguous() or t.untyped_storage().data_ptr() != ptr
+                or t.storage_offset() != offset):
+            return None
+        offset += t.numel()
+    return first.as_strided((offset - first.storage_offset(),), (1,), first.storage_offset())
+
+
 def select_global(scores: Mapping[str, torch.Tensor], mask: Mask, keep: int, *, ties: str = "random",
                   generator: torch.Generator | None = None, min_keep: Mapping[str, int] | None = None) -> Mask:
     """Keep the ``keep`` highest-scoring weights over all layers at once (one global threshold).
@@ -109,7 +124,9 @@ def select_global(scores: Mapping[str, torch.Tensor], mask: Mask, keep: int, *, 
     floors = {n: int((min_keep or {}).get(n, 0)) for n in names}
     if any(floors.values()):
         return _select_global_with_floor(scores, mask, keep, floors, ties, generator)
-    flat_s = torch.cat([scores[n].detach().reshape(-1).float() for n in names])
+    flat_s = _one_vector([scores[n].detach() for n in names])
+    if flat_s is None:
+        flat_s = torch.cat([scores[n].detach().reshape(-1).float() for n in names])
     flat_m = torch.cat([mask[n].reshape(-1) for n in names])
     kept = topk_flat(flat_s, flat_m, int(keep), ties=ties, generator=generator)
     out, i = {}, 0
