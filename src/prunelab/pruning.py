@@ -55,7 +55,9 @@ def prune(model: nn.Module, *, sparsity: Optional[float] = None, rate: Optional[
         raise ConfigError(f"give exactly one of sparsity={sparsity!r} or rate={rate!r}")
     if allocation not in ALLOCATIONS:
         raise ConfigError(f"unknown allocation {allocation!r}; allowed: {', '.join(ALLOCATIONS)}")
-    mask = mask if mask is not None else Mask.ones(model, scope)
+    if mask is None:
+        with _one_intra_op_thread(model):
+            mask = Mask.ones(model, scope)
     mask.check(model)
     scores = None
     if not is_elementwise(score):   # forward/backward passes (SNIP, GraSP, ...) use every thread
