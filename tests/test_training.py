@@ -167,3 +167,22 @@ def test_penalty_and_extra_optimizer_hooks(blobs):
     assert torch.equal(split.fc1.weight, ref.fc1.weight)
     grad_step = start.fc1.bias - ref.fc1.bias            # 0.1 * grad
     assert torch.allclose(start.fc1.bias - bias, 3 * grad_step, atol=1e-6)
+
+
+def test_passed_optimizer_keeps_momentum_across_calls(blobs):
+    """Two calls sharing one optimizer (the second resuming at iteration 1) equal one uninterrupted run;
+    with a fresh optimizer per call the momentum restarts and the result differs."""
+    from prunelab.training.loop import build_optimizer
+    cfg1 = TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=32, iterations=1)
+    cfg2 = TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=32, iterations=2)
+    whole = tiny_mlp(4)
+    train(whole, blobs, cfg2, seed=3)
+    shared = tiny_mlp(4)
+    opt = build_optimizer(cfg2, shared.parameters())
+    train(shared, blobs, cfg1, seed=3, optimizer=opt)
+    train(shared, blobs, cfg2, seed=3, optimizer=opt, start_iteration=1)
+    assert params_equal(whole, shared)
+    fresh = tiny_mlp(4)
+    train(fresh, blobs, cfg1, seed=3)
+    train(fresh, blobs, cfg2, seed=3, start_iteration=1)
+    assert not params_equal(whole, fresh)

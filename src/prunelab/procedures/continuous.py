@@ -124,6 +124,8 @@ def run_continuous(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: Continu
                           f"({_epochs(train_cfg, n_train):g} epochs)")
     # created once: the score optimiser's momentum carries over between rounds, as in the official code
     score_opt = mask_optimizer(train_cfg, cs.score_parameters(), cfg.mask_lr)
+    # and so does the weight optimiser's (spec §5.2b); the ticket gets a fresh one
+    weight_opt = build_optimizer(train_cfg, cs.weight_parameters())
     saved: dict = {}
     if k_it == 0:
         saved["rewind"] = snapshot(model)
@@ -147,7 +149,7 @@ def run_continuous(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: Continu
         callbacks = [sched, FollowSchedule(score_opt, train_cfg, cfg.mask_lr or train_cfg.lr, n_train)]
         if rnd == 0:
             callbacks.append(capture)
-        res = train(cs, data, train_cfg, seed=derive_seed(seed, "cs-round", rnd), params=cs.weight_parameters(),
+        res = train(cs, data, train_cfg, seed=derive_seed(seed, "cs-round", rnd), optimizer=weight_opt,
                     penalty=(lambda m: cfg.penalty * m.l1()) if cfg.penalty else None,
                     extra_optimizers=[score_opt], callbacks=callbacks, desc=f"cs round {rnd}")
         epochs_spent += _epochs(train_cfg, n_train)

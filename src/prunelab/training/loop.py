@@ -102,7 +102,8 @@ Callback = Callable[[int, nn.Module], None]
 def train(model: nn.Module, data, cfg: TrainConfig, *, mask: Optional[Mask] = None, seed: int = 0,
           start_iteration: int = 0, checkpoint_at: Sequence[int] = (), callbacks: Sequence[Callback] = (),
           desc: str = "train", params=None, penalty: Optional[Callable[[nn.Module], torch.Tensor]] = None,
-          extra_optimizers: Sequence[torch.optim.Optimizer] = ()) -> TrainResult:
+          extra_optimizers: Sequence[torch.optim.Optimizer] = (),
+          optimizer: Optional[torch.optim.Optimizer] = None) -> TrainResult:
     """Train ``model`` in place on ``data`` per ``cfg``; pruned weights (``mask``) stay exactly zero.
 
     The run is a pure function of (initial state, mask, cfg, seed, start_iteration): batch order and
@@ -111,7 +112,9 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask: Optional[Mask] = No
     (rewinding to iteration k, resuming).
 
     Hooks for procedures that learn more than weights: ``params`` are what the cfg's optimizer updates
-    (default: every parameter), ``extra_optimizers`` are stepped alongside it with their own settings (mask
+    (default: every parameter) unless ``optimizer`` is given (an optimizer built by
+    :func:`build_optimizer` and kept by the caller, so momentum carries over between calls; the cfg's LR
+    schedule still drives it), ``extra_optimizers`` are stepped alongside it with their own settings (mask
     scores, gates; not on the LR schedule), ``penalty(model)`` is added to the cross-entropy (L1 on masks,
     expected L0, L1 on BN scales). ``callbacks(it, model)`` run after every step; the reported training
     loss is the cross-entropy alone.
@@ -133,7 +136,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask: Optional[Mask] = No
     checkpoint_at = set(int(c) for c in checkpoint_at)
     torch.manual_seed(derive_seed(seed, "torch-global", start_iteration))
 
-    optimizer = build_optimizer(cfg, model.parameters() if params is None else params)
+    if optimizer is None:
+        optimizer = build_optimizer(cfg, model.parameters() if params is None else params)
     optimizers = [optimizer, *extra_optimizers]
     enforcer = None
     if mask is not None:
