@@ -2,8 +2,14 @@
 
     python examples/continuous_sparsification.py --data ../shared/data --out docs/results/continuous_sparsification
     python examples/continuous_sparsification.py --out docs/results/continuous_sparsification --report
+    python examples/continuous_sparsification.py --suite vgg --data ../shared/data   # the conv-net pruning table
+    python examples/continuous_sparsification.py --suite vgg --report
 
-Every run of the ``recipes/cs/*-small`` recipes listed in ``GROUPS`` (each recipe's sweep: seeds, s0, λ,
+``--suite lenet`` (default) runs LeNet-300-100 / MNIST, pruning table and ticket search; ``--suite vgg`` runs
+only the pruning table on a quarter-width VGG11-BN / 4k CIFAR-10 subset (``recipes/cs/*_vgg11_cifar10-small``)
+and writes to ``docs/results/continuous_sparsification/vgg11`` by default.
+
+Every run of the ``recipes/cs/*-small`` recipes listed in the suite's ``GROUPS`` (each recipe's sweep: seeds, s0, λ,
 target sparsities) is computed one after another in this process and written to
 ``<out>/<group>/<label>@s<seed>.jsonl`` (one row per round/variant, with the procedure's extra numbers) as soon as
 it finishes, so a rerun skips finished runs. ``--report`` turns the rows into ``tables.md`` and plots:
@@ -21,7 +27,7 @@ import time
 from pathlib import Path
 
 # (group, recipe): the dense reference is round 0 of the magnitude-pruning runs (the same dense training)
-GROUPS = [
+LENET_GROUPS = [
     ("magnitude", "cs/magnitude_lenet_mnist-small"),
     ("cs_prune", "cs/prune_lenet_mnist-small"),
     ("gmp", "cs/gmp_lenet_mnist-small"),
@@ -30,11 +36,25 @@ GROUPS = [
     ("imp_rewind", "cs/imp_rewind_lenet_mnist-small"),
 ]
 # (group, recipe, --set overrides): ablations run after the main groups
-EXTRA = [
+LENET_EXTRA = [
     # the 1/σ(s0) factor multiplies the ticket's learning rate by 1/σ(s0)² in a net without BN (see the doc)
     ("cs_ticket_noscale", "cs/lenet_mnist-small",
      ["procedure.scale=false", "sweep.axes={procedure.s0: [0.05], seed: [0]}"]),
 ]
+# the pruning table only: a conv net (BN after every conv, sparsity over the 3x3 convs, the paper's CS scope)
+VGG_GROUPS = [
+    ("magnitude", "cs/magnitude_vgg11_cifar10-small"),
+    ("cs_prune", "cs/prune_vgg11_cifar10-small"),
+    ("gmp", "cs/gmp_vgg11_cifar10-small"),
+    ("l0", "cs/l0_vgg11_cifar10-small"),
+]
+# suite -> (groups, extra groups, default output dir, setting named in tables and plot, plot y range (%))
+SUITES = {
+    "lenet": (LENET_GROUPS, LENET_EXTRA, "docs/results/continuous_sparsification",
+              ("LeNet-300-100 / MNIST", "every Linear weight"), (93.0, 99.0)),
+    "vgg": (VGG_GROUPS, [], "docs/results/continuous_sparsification/vgg11",
+            ("VGG11-BN x0.25 / CIFAR-10 4k subset", "every 3x3 conv weight"), None),
+}
 PAPER = {  # CS rebuttal, CIFAR-10: highest sparsity (%) within 2 % relative of dense
     "VGG-16": {"l0": 32.0, "magnitude": 97.5, "gmp": 98.0, "cs_prune": 99.6},
     "ResNet-20": {"l0": 31.8, "magnitude": 75.5, "gmp": 86.0, "cs_prune": 89.3},
@@ -93,11 +113,12 @@ def run_one(planned, data_root: str, out: Path) -> None:
 
 def compute(args) -> None:
     from prunelab.experiments.plan import load_plan
+    groups, extra = SUITES[args.suite][:2]
     out_root = Path(args.out)
     todo = []
-    for order, (group, recipe, *overrides) in enumerate(GROUPS + EXTRA):
+    for order, (group, recipe, *overrides) in enumerate(groups + extra):
         for planned in load_plan(recipe, *overrides):
-            todo.append((planned.spec.seed if order < len(GROUPS) else 99, order, group, planned))
+            todo.append((planned.spec.seed if order < len(groups) else 99, order, group, planned))
     # every method's first seed before any second seed: an interrupted reproduction still has a full table
     for _, _, group, planned in sorted(todo, key=lambda t: (t[0], t[1])):
         out = out_root / group
@@ -117,10 +138,11 @@ def compute(args) -> None:
 
 
 
-def load_rows(out_root: Path):
+def load_rows(out_root: Path, suite: str = "lenet"):
     import pandas as pd
+    groups, extra = SUITES[suite][:2]
     rows = []
-    for group, *_ in GROUPS + EXTRA:
+    for group, *_ in groups + extra:
         for p in sorted((out_root / group).glob("*.jsonl")):
             for line in p.read_text().splitlines():
                 rows.append({**json.loads(line), "group": group})
@@ -160,7 +182,8 @@ def crossings(df, dense) -> dict:
         c = candidates(df, group)
         curve = c.groupby(c["sparsity"].round(4))["test_acc"].mean().sort_index()
         pts = list(curve.items())
-        out[group] = "above the grid"
+        # no crossing: every grid point passes, or (e.g. L0 on the conv net) none does
+        out[group] = "above the grid" if pts and pts[-1][1] >= target else "below the grid"
         for (s1, a1), (s2, a2) in zip(pts, pts[1:]):
             if a1 >= target > a2:
                 out[group] = f"{100 * (s1 + (a1 - target) * (s2 - s1) / (a1 - a2)):.2f} %"
@@ -174,12 +197,14 @@ def report(args) -> None:
     import matplotlib.pyplot as plt
     from prunelab.procedures.tickets import best_ticket, highest_sparsity_within, sparsest_matching
 
+    (net_data, counted), ylim = SUITES[args.suite][3:]
     out_root = Path(args.out)
-    df = load_rows(out_root)
+    df = load_rows(out_root, args.suite)
     dense = df[(df["group"] == "magnitude") & (df["round"] == 0)].set_index("seed")["test_acc"]
     lines = ["# Continuous sparsification at CPU scale: tables", "",
-             "Generated by `python examples/continuous_sparsification.py --report`. LeNet-300-100 / MNIST, "
-             "test accuracy (%) at the end of training; sparsity over every Linear weight.", "",
+             "Generated by `python examples/continuous_sparsification.py "
+             f"{'' if args.suite == 'lenet' else f'--suite {args.suite} '}--report`. "
+             f"{net_data}, test accuracy (%) at the end of training; sparsity over {counted}.", "",
              "Dense test accuracy per seed: " + ", ".join(f"seed {s}: {100 * a:.2f} %" for s, a in dense.items()),
              ""]
     lines += ["## Highest sparsity within 2 % (relative) of dense", "",
@@ -227,7 +252,8 @@ def report(args) -> None:
         for (s0, rnd), g in search.groupby(["s0", "round"]):
             lines.append(f"| {s0} | {rnd} | {100 * g['sparsity'].mean():.2f} | {100 * g['test_acc'].mean():.2f} | "
                          f"{100 * g['hard_test_acc'].mean():.2f} |")
-    lines += ["", "## Ticket search: CS vs IMP with rewinding", "",
+    has_tickets = any(g == "cs_ticket" for g, *_ in SUITES[args.suite][0])
+    lines += [] if not has_tickets else ["", "## Ticket search: CS vs IMP with rewinding", "",
               "Sparsest matching ticket (test accuracy ≥ dense of the same seed) and highest sparsity within 0.5 % "
               "and 2 % (relative) of dense; epochs = all "
               "training epochs the search spent up to that ticket (CS: every s0 run is counted on its own; "
@@ -235,7 +261,7 @@ def report(args) -> None:
               "| method | seed | dense acc. (%) | sparsest matching (%) | acc. (%) | epochs | "
               "highest within 0.5 % (%) | acc. (%) | epochs | highest within 2 % (%) | acc. (%) | epochs | "
               "best ticket acc. (%) at sparsity (%) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for group in ("cs_ticket", "imp_rewind"):
+    for group in ("cs_ticket", "imp_rewind") if has_tickets else ():
         for seed, d in dense.items():
             c = candidates(df, group)
             c = c[c["seed"] == seed]
@@ -265,8 +291,9 @@ def report(args) -> None:
     ax.invert_xaxis()   # sparser to the right
     ax.set_xlabel("remaining weights (%, log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(93.0, 99.0)
-    ax.set_title("LeNet-300-100 / MNIST (grey: dense, dotted: 2 % below dense)", fontsize=10)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(f"{net_data} (grey: dense, dotted: 2 % below dense)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_root / "sparsity_accuracy.png", dpi=120)
@@ -276,9 +303,14 @@ def report(args) -> None:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="data root (default: $PRUNELAB_DATA)")
-    ap.add_argument("--out", default="docs/results/continuous_sparsification")
+    ap.add_argument("--suite", choices=sorted(SUITES), default="lenet",
+                    help="lenet: LeNet-300-100 / MNIST, pruning table and ticket search; "
+                         "vgg: quarter-width VGG11-BN / CIFAR-10 subset, pruning table only")
+    ap.add_argument("--out", default=None, help="output directory (default: the suite's)")
     ap.add_argument("--report", action="store_true", help="write tables.md and plots from finished runs")
     args = ap.parse_args()
+    if args.out is None:
+        args.out = SUITES[args.suite][2]
     if args.report:
         report(args)
     else:
