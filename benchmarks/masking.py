@@ -24,7 +24,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -37,6 +36,8 @@ from torch.nn.utils import prune as tprune
 import prunelab
 from prunelab.primitives import resolve_scope
 
+from _machine import cores, load  # benchmarks/_machine.py: scripts here import their neighbours
+
 SPARSITY = 0.8
 # name -> (input shape, batch size)
 MODELS = {
@@ -46,20 +47,6 @@ MODELS = {
     "vgg11_bn": ((3, 32, 32), 128),
 }
 VARIANTS = ("dense", "masked", "torch", "dense_fused", "masked_fused")
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def _optimizer(params, fused: bool = False) -> torch.optim.Optimizer:
@@ -171,7 +158,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps per variant first")
     ap.add_argument("--quick", action="store_true", help="few rounds, for a smoke test")
     ap.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    ap.add_argument("--threads", type=int, default=_cores(), help="torch threads (default: usable cores)")
+    ap.add_argument("--threads", type=int, default=cores(), help="torch threads (default: usable cores)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -183,7 +170,7 @@ def main(argv=None) -> int:
         ap.error(f"--reps must be >= 1, got {rounds}")
 
     print(f"torch {torch.__version__}, device {device}, {args.threads} threads, sparsity {SPARSITY}, "
-          f"{rounds} interleaved rounds per model; load average {_load()}", flush=True)
+          f"{rounds} interleaved rounds per model; load average {load()}", flush=True)
     header = (f"{'model':<14} {'dense ms/step':>13} {'masked ms/step':>14} {'masked/dense':>12} "
               f"{'torch-prune ms/step':>19} {'torch-prune/dense':>17} {'fused dense ms':>14} "
               f"{'fused/dense':>11} {'fused masked/dense':>18}")
@@ -204,7 +191,7 @@ def main(argv=None) -> int:
         print(f"{name:<14} {ms['dense']:>13.3f} {ms['masked']:>14.3f} {ratio['masked']:>12.3f} "
               f"{ms['torch']:>19.3f} {ratio['torch']:>17.3f} {ms['dense_fused']:>14.3f} "
               f"{ratio['dense_fused']:>11.3f} {ratio['masked_fused/dense_fused']:>18.3f}")
-    print(f"\nload average at the end: {_load()} (other users' processes share these cores)")
+    print(f"\nload average at the end: {load()} (other users' processes share these cores)")
     worst = max(r["ratio"]["masked"] for r in results.values())
     print(f"worst masked/dense ratio: {worst:.3f}")
     return 0

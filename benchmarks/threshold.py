@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 
+from _machine import cores, load  # benchmarks/_machine.py: scripts here import their neighbours
+
 SPARSITY = 0.9
 METHODS = ("prunelab", "torch")
 
@@ -49,20 +51,6 @@ def resnet50_weight_shapes() -> list[tuple[int, ...]]:
             inplanes = width * 4
     shapes.append((1000, 2048))
     return shapes
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 # --- worker side (one method, one call, in a fresh process) ----------------------------------------------
@@ -181,17 +169,17 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="fresh-process repetitions per method (default 5)")
     ap.add_argument("--threads", type=int, nargs="+", default=None, metavar="N",
                     help="torch thread counts to measure, the first one decides the last line "
-                         f"(default: {_cores()} = usable cores, then 1)")
+                         f"(default: {cores()} = usable cores, then 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.worker:
-        print(json.dumps(worker(args.worker, args.seed, (args.threads or [_cores()])[0])))
+        print(json.dumps(worker(args.worker, args.seed, (args.threads or [cores()])[0])))
         return 0
     if args.reps < 1:
         ap.error(f"--reps must be >= 1, got {args.reps}")
-    settings = list(dict.fromkeys(args.threads or [_cores(), 1]))
+    settings = list(dict.fromkeys(args.threads or [cores(), 1]))
     if min(settings) < 1:
         ap.error(f"--threads must be >= 1, got {settings}")
 
@@ -200,7 +188,7 @@ def main(argv=None) -> int:
     total = sum(math.prod(s) for s in shapes)
     print(f"torch {torch.__version__}; {len(shapes)} ResNet-50 conv/linear weights, {total:,} parameters "
           f"({total * 4 / 2**20:.1f} MiB float32); sparsity {SPARSITY}")
-    print(f"{args.reps} fresh processes per method and thread count {settings}; load average {_load()}",
+    print(f"{args.reps} fresh processes per method and thread count {settings}; load average {load()}",
           flush=True)
     by_setting = {t: _run_setting(t, args.reps, args.seed) for t in settings}
     all_runs = [r for runs in by_setting.values() for rs in runs.values() for r in rs]
@@ -237,7 +225,7 @@ def main(argv=None) -> int:
             peak = statistics.median(r["peak_extra_mb"] for r in runs[m])
             col = f" {speedup[t]:>8.1f}" if m == "prunelab" else ""
             print(f"{t:>7} {m:<10} {med[m]:>9.3f} {min(secs):>8.3f} {max(secs):>8.3f} {peak:>22.1f}{col}")
-    print(f"\nload average at the end: {_load()}. Other users' processes may share these cores; prunelab's\n"
+    print(f"\nload average at the end: {load()}. Other users' processes may share these cores; prunelab's\n"
           "selection runs on one intra-op thread (its kernels are memory-bound and, with several threads,\n"
           "each would wait at a barrier for a descheduled worker), torch's uses the thread count shown.")
     if not same_count:

@@ -14,6 +14,8 @@ at every forward, in training *and* evaluation, with the straight-through gradie
 """
 from __future__ import annotations
 
+import abc
+
 from typing import Optional
 
 import torch
@@ -29,7 +31,7 @@ def _key(name: str) -> str:
     return name.replace(".", "__")
 
 
-class LearnedMask(nn.Module):
+class LearnedMask(nn.Module, abc.ABC):
     """Base class: per-parameter ``scores`` (same shape as the weight) over the parameters in ``scope``."""
 
     def __init__(self, model: nn.Module, scope: ScopeLike = None, *, score_init: float = 0.0,
@@ -52,13 +54,13 @@ class LearnedMask(nn.Module):
                 self.register_buffer("base__" + _key(n), params[n].detach().clone())
 
     # ------------------------------------------------------------------ to override
+    @abc.abstractmethod
     def soft_mask(self, name: str) -> torch.Tensor:
         """The mask (or gate) multiplying weight ``name`` in this forward pass."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def hard_mask(self) -> Mask:
         """A deterministic boolean mask of the current scores (for export and counting)."""
-        raise NotImplementedError
 
     def scale(self, name: str, m: torch.Tensor) -> Optional[torch.Tensor]:
         """Optional factor on the masked weight (e.g. dynamic weight rescaling); None for none."""
