@@ -21,7 +21,7 @@ from ..primitives.masks import Mask
 from ..pruning import prune
 from ..seeding import derive_seed
 from ..training import TrainConfig, train
-from .imp import IMPResult, ModelFn, RoundResult
+from .imp import IMPResult, ModelFn, RoundResult, single_round
 
 
 class GMPConfig(BaseModel):
@@ -122,9 +122,7 @@ def run_gmp(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: GMPConfig, *, 
     r = RoundResult("gmp", 0, mask.kept(), mask.total(), res.final, res.early_stop("val"), mask,
                     res.history if keep_history else [],
                     {"target_sparsity": cfg.final_sparsity, "pruning_steps": len(steps)})
-    if on_round is not None:
-        on_round(r)
-    return IMPResult([r])
+    return single_round(r, on_round)
 
 
 

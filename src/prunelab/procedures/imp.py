@@ -132,6 +132,13 @@ class IMPResult:
 ModelFn = Callable[[int], nn.Module]
 
 
+def single_round(r: RoundResult, on_round=None) -> IMPResult:
+    """The result of a procedure with one row (one training run): reported, then wrapped."""
+    if on_round is not None:
+        on_round(r)
+    return IMPResult([r])
+
+
 def _record(variant, rnd, mask, res: TrainResult, keep_history) -> RoundResult:
     return RoundResult(variant, rnd, mask.kept(), mask.total(), res.final, res.early_stop("val"),
                        mask.clone(), res.history if keep_history else [])

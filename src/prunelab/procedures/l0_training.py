@@ -15,7 +15,7 @@ from ..primitives.l0 import HardConcreteGates
 from ..seeding import generator
 from ..training import TrainConfig, train
 from .continuous import FollowSchedule, mask_optimizer
-from .imp import IMPResult, ModelFn, RoundResult
+from .imp import IMPResult, ModelFn, RoundResult, single_round
 
 
 class L0Config(BaseModel):
@@ -56,9 +56,7 @@ def run_l0(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: L0Config, *, se
     r = RoundResult("l0", 0, mask.kept(), mask.total(), res.final, res.early_stop("val"), mask,
                     res.history if keep_history else [],
                     {"expected_l0_fraction": float(gates.expected_l0().detach()) / mask.total()})
-    if on_round is not None:
-        on_round(r)
-    return IMPResult([r])
+    return single_round(r, on_round)
 
 
 class L0Procedure(L0Config):

@@ -40,7 +40,7 @@ from ..primitives.selection import select_layerwise
 from ..seeding import generator
 from ..training import TrainConfig, evaluate, train
 from ..training.loop import _has_conv2d, resolve_device
-from .imp import IMPResult, ModelFn, RoundResult
+from .imp import IMPResult, ModelFn, RoundResult, single_round
 
 TARGETS = ("small", "large", "random")
 NOISE_KINDS = ("zeroing", "gaussian", "cumulative_restore")
@@ -459,9 +459,7 @@ def run_stability(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: Stabilit
     r = RoundResult(_variant(cfg), 0, final_mask.kept() if len(final_mask) else 0,
                     final_mask.total() if len(final_mask) else 0, res.final, res.early_stop("val"),
                     final_mask.clone(), res.history if keep_history else [], extra)
-    if on_round is not None:
-        on_round(r)
-    return IMPResult([r])
+    return single_round(r, on_round)
 
 
 class StabilityProcedure(StabilityConfig):

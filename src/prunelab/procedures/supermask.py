@@ -25,7 +25,7 @@ from ..pruning import prune
 from ..seeding import derive_seed
 from ..training import TrainConfig, restore, snapshot, train
 from ..training.loop import evaluate, resolve_device
-from .imp import IMPResult, ModelFn, RoundResult
+from .imp import IMPResult, ModelFn, RoundResult, single_round
 
 SUPERMASK_WEIGHTS = ("init", "signed_constant")
 
@@ -155,6 +155,4 @@ def run_learned_supermask(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: 
     hard.shapes.update({n: tuple(sm.base_weight(n).shape) for n in sm.names})
     r = RoundResult("supermask", 0, hard.kept(), hard.total(), row, {}, hard,
                     res.history if keep_history else [])
-    if on_round is not None:
-        on_round(r)
-    return IMPResult([r])
+    return single_round(r, on_round)
