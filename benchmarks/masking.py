@@ -15,10 +15,20 @@ short block of steps of each variant, in a shuffled order, and every statistic i
 The ratio columns are medians of the per-round paired ratios (variant / dense in the same round), which
 cancels slow drifts in machine load better than a ratio of two medians would.
 
+With ``--alternatives`` the same loop also times other ways of keeping the mask, to show what each costs
+(all keep the pruned weights exactly zero; none is prunelab's default):
+
+* ``grad_prestep`` -- gradients masked in one ``_foreach_mul_`` before the step, weights not touched
+  (exact for coordinate-wise optimizers such as SGD/Adam when their state starts at zero);
+* ``grad_hook``    -- each gradient masked in a post-accumulate hook, right after backward writes it;
+* ``compiled``     -- ``torch.compile`` of (fused SGD step + weight multiply), which lets inductor fuse the
+  multiply into generated code (needs a C++ compiler; its compile time is excluded).
+
 Usage::
 
     python benchmarks/masking.py                      # all four models
     python benchmarks/masking.py --models resnet20 --reps 100
+    python benchmarks/masking.py --models lenet300_100 --alternatives
     python benchmarks/masking.py --quick              # a smoke run, numbers not meaningful
 """
 from __future__ import annotations
@@ -47,6 +57,7 @@ MODELS = {
     "vgg11_bn": ((3, 32, 32), 128),
 }
 VARIANTS = ("dense", "masked", "torch", "dense_fused", "masked_fused")
+ALTERNATIVES = ("grad_prestep", "grad_hook", "compiled")
 
 
 def _optimizer(params, fused: bool = False) -> torch.optim.Optimizer:
@@ -64,6 +75,8 @@ def _make_variant(kind: str, name: str, device: torch.device, channels_last: boo
     # variant is pruned first and converted after (weight_orig and weight_mask both follow the format).
     if channels_last and kind != "torch":
         model = model.to(memory_format=torch.channels_last)
+    if kind in ALTERNATIVES:
+        return model, _alternative(kind, model)
     if kind.startswith("masked"):
         mask = prunelab.prune(model, sparsity=SPARSITY)
         opt = _optimizer(model.parameters(), fused=kind.endswith("fused"))
@@ -79,6 +92,36 @@ def _make_variant(kind: str, name: str, device: torch.device, channels_last: boo
     else:
         opt = _optimizer(model.parameters(), fused=kind.endswith("fused"))
     return model, opt
+
+
+def _alternative(kind: str, model: nn.Module):
+    """A step function for one of ALTERNATIVES (see the module docstring); returns an object with step()."""
+    mask = prunelab.prune(model, sparsity=SPARSITY)
+    enforcer = prunelab.MaskEnforcer(model, mask)  # zeroes the pruned weights once; not attached
+    opt = _optimizer(model.parameters(), fused=kind == "compiled")
+    params, factors = enforcer.params, enforcer.factors
+    if kind == "grad_prestep":
+        def mask_grads(*_):
+            torch._foreach_mul_([p.grad for p in params], factors)
+        opt.register_step_pre_hook(mask_grads)
+    elif kind == "grad_hook":
+        def hook(f):
+            def mask_grad(p):
+                p.grad.mul_(f)
+            return mask_grad
+        for p, f in zip(params, factors):
+            p.register_post_accumulate_grad_hook(hook(f))
+    else:
+        def step():
+            opt.step()
+            torch._foreach_mul_([p.detach() for p in params], factors)
+        compiled = torch.compile(step)
+
+        class _Compiled:  # quacks like an optimizer for _step
+            zero_grad = staticmethod(opt.zero_grad)
+            step = staticmethod(compiled)
+        return _Compiled()
+    return opt
 
 
 def _sync(device: torch.device) -> None:
@@ -104,7 +147,7 @@ def _check_sparsity(kind: str, model: nn.Module) -> float:
 
 
 def bench_model(name: str, *, rounds: int, block: int | None, block_seconds: float, warmup: int,
-                device: torch.device, seed: int) -> dict:
+                device: torch.device, seed: int, variants: tuple[str, ...] = VARIANTS) -> dict:
     shape, batch = MODELS[name]
     channels_last = len(shape) == 3 and name != "lenet300_100"
     g = torch.Generator().manual_seed(seed)
@@ -113,7 +156,8 @@ def bench_model(name: str, *, rounds: int, block: int | None, block_seconds: flo
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), generator=g).to(device)
 
-    variants = {k: _make_variant(k, name, device, channels_last) for k in VARIANTS}
+    kinds = variants
+    variants = {k: _make_variant(k, name, device, channels_last) for k in kinds}
     for _ in range(warmup):
         for model, opt in variants.values():
             _step(model, opt, x, y)
@@ -126,8 +170,8 @@ def bench_model(name: str, *, rounds: int, block: int | None, block_seconds: flo
         _sync(device)
         block = max(1, min(200, round(block_seconds / ((time.perf_counter() - t0) / 3))))
 
-    times = {k: [] for k in VARIANTS}
-    order = list(VARIANTS)
+    times = {k: [] for k in kinds}
+    order = list(kinds)
     rng = random.Random(seed)
     for _ in range(rounds):
         rng.shuffle(order)  # no variant always runs first (cache state) or last
@@ -140,10 +184,10 @@ def bench_model(name: str, *, rounds: int, block: int | None, block_seconds: flo
             times[k].append((time.perf_counter() - t0) / block * 1e3)
 
     med = {k: statistics.median(v) for k, v in times.items()}
-    ratio = {k: statistics.median(a / d for a, d in zip(times[k], times["dense"])) for k in VARIANTS}
+    ratio = {k: statistics.median(a / d for a, d in zip(times[k], times["dense"])) for k in kinds}
     ratio["masked_fused/dense_fused"] = statistics.median(
         a / d for a, d in zip(times["masked_fused"], times["dense_fused"]))
-    zero_frac = {k: _check_sparsity(k, variants[k][0]) for k in VARIANTS}
+    zero_frac = {k: _check_sparsity(k, variants[k][0]) for k in kinds}
     return {"ms": med, "ratio": ratio, "zeros": zero_frac, "block": block}
 
 
@@ -157,6 +201,8 @@ def main(argv=None) -> int:
                     help="steps per variant per round (default: as many as take ~0.25 s, at least 1)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps per variant first")
     ap.add_argument("--quick", action="store_true", help="few rounds, for a smoke test")
+    ap.add_argument("--alternatives", action="store_true",
+                    help=f"also time other ways of keeping the mask: {', '.join(ALTERNATIVES)}")
     ap.add_argument("--device", default="cpu", help="torch device (default cpu)")
     ap.add_argument("--threads", type=int, default=cores(), help="torch threads (default: usable cores)")
     ap.add_argument("--seed", type=int, default=0)
@@ -178,7 +224,8 @@ def main(argv=None) -> int:
     for name in args.models:
         results[name] = r = bench_model(name, rounds=rounds, block=args.block,
                                         block_seconds=0.05 if args.quick else 0.25, warmup=warmup,
-                                        device=device, seed=args.seed)
+                                        device=device, seed=args.seed,
+                                        variants=VARIANTS + (ALTERNATIVES if args.alternatives else ()))
         z = r["zeros"]
         print(f"  {name}: {r['block']} steps/variant/round; zero fraction after training: "
               f"dense {z['dense']:.3f}, masked {z['masked']:.3f}, torch-prune {z['torch']:.3f}, "
@@ -191,6 +238,11 @@ def main(argv=None) -> int:
         print(f"{name:<14} {ms['dense']:>13.3f} {ms['masked']:>14.3f} {ratio['masked']:>12.3f} "
               f"{ms['torch']:>19.3f} {ratio['torch']:>17.3f} {ms['dense_fused']:>14.3f} "
               f"{ratio['dense_fused']:>11.3f} {ratio['masked_fused/dense_fused']:>18.3f}")
+    if args.alternatives:
+        print(f"\nother ways of keeping the mask, ratio to dense (zero fraction after training):")
+        for name, r in results.items():
+            print(f"{name:<14} " + "  ".join(f"{k} {r['ratio'][k]:.3f} ({r['zeros'][k]:.3f})"
+                                             for k in ALTERNATIVES))
     print(f"\nload average at the end: {load()} (other users' processes share these cores)")
     worst = max(r["ratio"]["masked"] for r in results.values())
     print(f"worst masked/dense ratio: {worst:.3f}")
