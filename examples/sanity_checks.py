@@ -16,8 +16,17 @@ import time
 from pathlib import Path
 
 RECIPE = "recipes/sanity/vgg19_cifar10-small.yaml"
-CHECK_COLUMNS = [("none", "none", "unchecked"), ("random_labels", "none", "random labels"),
-                 ("none", "rearrange", "rearrange"), ("none", "shuffle", "weight shuffle")]
+CHECK_NAMES = {"random_labels": "random labels", "random_pixels": "random pixels", "half_data": "half data",
+               "rearrange": "rearrange", "shuffle": "weight shuffle", "reinit": "reinit"}
+CHECKED_METHODS = ("snip", "grasp", "synflow", "lt", "lr_rewind")   # methods the checks can apply to, in table order
+
+
+def check_columns(df) -> list[tuple[str, str, str]]:
+    """(data check, ticket check, label) for the unchecked runs and every check that has rows."""
+    cols = [("none", "none", "unchecked")]
+    cols += [(d, "none", CHECK_NAMES[d]) for d in CHECK_NAMES if d in set(df.data_check)]
+    cols += [("none", t, CHECK_NAMES[t]) for t in CHECK_NAMES if t in set(df.ticket_check)]
+    return cols
 
 
 def _rows(path: Path) -> list[dict]:
@@ -90,35 +99,36 @@ def report(args) -> None:
     dense = df[df.method == "dense"]
     lines += ["| dense run | test acc |", "|---|---|"]
     for d, sub in dense.groupby("data_check", sort=False):
-        lines.append(f"| {'true labels' if d == 'none' else d} | {cell(sub)} |")
+        lines.append(f"| {'true labels' if d == 'none' else CHECK_NAMES.get(d, d)} | {cell(sub)} |")
     sparsities = sorted(df[df.method != "dense"]["sparsity"].unique())
-    methods = [m for m in ("snip", "grasp", "lt", "lr_rewind") if m in set(df.method)]
-    names = {"snip": "SNIP", "grasp": "GraSP", "lt": "LT (rewind to init)", "lr_rewind": "LR rewinding",
-             "random": "random ticket (smart ratio)", "hybrid": "hybrid ticket (smart ratio + LRR)"}
+    methods = [m for m in CHECKED_METHODS if m in set(df.method)]
+    names = {"snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow", "lt": "LT (rewind to init)",
+             "lr_rewind": "LR rewinding", "random": "random ticket (smart ratio)",
+             "hybrid": "hybrid ticket (smart ratio + LRR)"}
+    columns = check_columns(df)
     lines += ["", "### Sanity checks (Δ = checked − unchecked, mean over seeds)", ""]
-    lines += ["| sparsity | method | " + " | ".join(c for _, _, c in CHECK_COLUMNS) + " | Δ labels | Δ rearrange "
-              "| Δ shuffle |", "|---" * (5 + len(CHECK_COLUMNS)) + "|"]
+    lines += ["| sparsity | method | " + " | ".join(c for _, _, c in columns) + " | "
+              + " | ".join(f"Δ {c}" for _, _, c in columns[1:]) + " |", "|---" * (2 * len(columns) + 1) + "|"]
     for s in sparsities:
         for m in methods:
             cells = []
-            for d, t, _ in CHECK_COLUMNS:
+            for d, t, _ in columns:
                 cells.append(cell(df[(df.method == m) & (df.sparsity == s) & (df.data_check == d)
                                      & (df.ticket_check == t)]))
             base = mean(m, s)
-            deltas = [mean(m, s, d, t) - base for d, t, _ in CHECK_COLUMNS[1:]]
+            deltas = [mean(m, s, d, t) - base for d, t, _ in columns[1:]]
             lines.append(f"| {100 * s:.0f} % | {names[m]} | " + " | ".join(cells) + " | "
-                         + " | ".join(f"{x:+.2f}" for x in deltas) + " |")
+                         + " | ".join("–" if np.isnan(x) else f"{x:+.2f}" for x in deltas) + " |")
     lines += ["", "### Random and hybrid tickets", ""]
-    lines += ["| sparsity | " + " | ".join(names[m] for m in ("snip", "grasp", "lt", "random", "lr_rewind", "hybrid")
-                                          if m in set(df.method)) + " |"]
-    shown = [m for m in ("snip", "grasp", "lt", "random", "lr_rewind", "hybrid") if m in set(df.method)]
+    shown = [m for m in ("snip", "grasp", "synflow", "lt", "random", "lr_rewind", "hybrid") if m in set(df.method)]
+    lines += ["| sparsity | " + " | ".join(names[m] for m in shown) + " |"]
     lines.append("|---" * (1 + len(shown)) + "|")
     for s in sparsities:
         lines.append(f"| {100 * s:.0f} % | " + " | ".join(
             cell(df[(df.method == m) & (df.sparsity == s) & (df.data_check == "none") & (df.ticket_check == "none")])
             for m in shown) + " |")
-    lines += ["", "Per-seed paired differences (same seed, same init):", ""]
-    lines += ["| sparsity | comparison | per seed | mean |", "|---|---|---|---|"]
+    paired = ["", "Per-seed paired differences (same seed, same init):", "",
+              "| sparsity | comparison | per seed | mean |", "|---|---|---|---|"]
     pairs = [("random", "snip"), ("random", "grasp"), ("random", "lt"), ("hybrid", "lr_rewind")]
     for s in sparsities:
         for a, b in pairs:
@@ -131,13 +141,15 @@ def report(args) -> None:
                 if len(x) and len(y):
                     diffs.append(float(x.iloc[0]) - float(y.iloc[0]))
             if diffs:
-                lines.append(f"| {100 * s:.0f} % | {names[a]} − {names[b]} | "
-                             + ", ".join(f"{d:+.2f}" for d in diffs) + f" | {np.mean(diffs):+.2f} |")
+                paired.append(f"| {100 * s:.0f} % | {names[a]} − {names[b]} | "
+                              + ", ".join(f"{d:+.2f}" for d in diffs) + f" | {np.mean(diffs):+.2f} |")
+    if len(paired) > 5:
+        lines += paired
     if Path(args.data).is_dir():
         lines += mask_structure(args)
     (out / "tables.md").write_text("\n".join(lines) + "\n")
     df.drop(columns=["acc"]).to_csv(out / "summary.csv", index=False)
-    _plot(df, methods, sparsities, names, out / "sanity_checks.png")
+    _plot(df, methods, sparsities, names, columns, out / "sanity_checks.png")
     print("\n".join(lines))
 
 
@@ -187,22 +199,23 @@ def mask_structure(args) -> list[str]:
     return lines
 
 
-def _plot(df, methods, sparsities, names, path) -> None:
+def _plot(df, methods, sparsities, names, columns, path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
     fig, axes = plt.subplots(1, len(sparsities), figsize=(6 * len(sparsities), 4), squeeze=False)
-    width = 0.8 / len(CHECK_COLUMNS)
+    width = 0.8 / len(columns)
     for ax, s in zip(axes[0], sparsities):
-        for j, (d, t, label) in enumerate(CHECK_COLUMNS):
+        for j, (d, t, label) in enumerate(columns):
             means, errs = [], []
             for m in methods:
                 v = df[(df.method == m) & (df.sparsity == s) & (df.data_check == d) & (df.ticket_check == t)]["acc"]
                 means.append(v.mean() if len(v) else np.nan)
                 errs.append(v.std(ddof=1) if len(v) > 1 else 0.0)
-            ax.bar(np.arange(len(methods)) + (j - 1.5) * width, means, width, yerr=errs, label=label, capsize=2)
+            ax.bar(np.arange(len(methods)) + (j - (len(columns) - 1) / 2) * width, means, width, yerr=errs,
+                   label=label, capsize=2)
         for m, color in (("random", "k"), ("hybrid", "tab:red")):
             v = df[(df.method == m) & (df.sparsity == s)]["acc"]
             if len(v):
