@@ -92,6 +92,10 @@ def test_a_failed_run_exits_1_and_shows_in_status(spec_file, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "0 computed, 0 cached, 1 failed" in captured.out
     assert "no rate given for 'fc1.weight'" in captured.err
+    logs = list((tmp_path / "results" / "runs").glob("*/error.log"))   # the whole traceback, next to the run
+    assert len(logs) == 1 and str(logs[0]) in captured.err
+    text = logs[0].read_text()
+    assert text.startswith("Traceback (most recent call last):") and "no rate given for 'fc1.weight'" in text
     assert main(["status", "--results", res]) == 0
     assert "failed" in capsys.readouterr().out
 

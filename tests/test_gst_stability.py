@@ -241,6 +241,18 @@ def test_spec_kind_stability_runs():
     assert r.mask["features.8.weight"].sum() == 8
 
 
+def test_unpruned_config_reports_a_dense_row():
+    # GST's no-pruning rows (F2_VGG_0, F2_RN_0) have an empty mask; their row is 100 % remaining, not an error
+    spec = ExperimentSpec.model_validate({
+        "name": "gst", "model": {"name": "vgg11_bn", "options": {"width": 0.125}},
+        "dataset": {"name": "cifar10"}, "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 2},
+        "procedure": {"kind": "stability", "config": "F2_VGG_0"}})
+    r = spec.procedure.run(tiny_convnet, tiny_images(), _cfg(epochs=2), seed=0).rounds[0]
+    row = r.row()
+    assert (row["kept"], row["total"], row["remaining_pct"]) == (0, 0, 100.0)
+    assert r.extra["events"] == []
+
+
 def test_all_gst_configs_validate():
     for name in GST_CONFIGS:
         StabilityConfig(config=name)

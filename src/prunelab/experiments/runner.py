@@ -284,6 +284,10 @@ def execute_run(spec: ExperimentSpec, results_root: str | os.PathLike, *, label:
         err = "".join(traceback.format_exception_only(type(e), e)).strip()
         if not isinstance(e, Exception):
             err = f"interrupted ({type(e).__name__})"
+        else:  # the one-line message goes to the store and the CLI; the whole traceback next to the run
+            log_path = store.run_dir(run_id) / "error.log"
+            atomic_write_bytes(log_path, "".join(traceback.format_exception(e)).encode())
+            err = f"{err} (traceback: {log_path})"
         store.finish(run_id, "failed", error=err[-4000:], lease=lease)
         if reraise or not isinstance(e, Exception):
             raise
@@ -293,6 +297,7 @@ def execute_run(spec: ExperimentSpec, results_root: str | os.PathLike, *, label:
         if n:
             torch.set_num_threads(old_threads)
     store.finish(run_id, "done", lease=lease)
+    (store.run_dir(run_id) / "error.log").unlink(missing_ok=True)  # a failed earlier attempt's
     secs = time.monotonic() - t0
     _say(log, f"run {run_id} ({label}): done in {secs:.1f} s")
     return RunOutcome(run_id, label, "done", secs, resumed_after=resumed)

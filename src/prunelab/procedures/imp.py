@@ -101,7 +101,8 @@ class RoundResult:
 
     @property
     def density(self) -> float:
-        return self.kept / self.total
+        # An empty mask (e.g. GST's unpruned configs) prunes nothing: the network is fully dense.
+        return self.kept / self.total if self.total else 1.0
 
     def row(self) -> dict:
         out = {"variant": self.variant, "round": self.round, "kept": self.kept, "total": self.total,
