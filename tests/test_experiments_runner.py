@@ -1,4 +1,5 @@
 """Runs against the store: cache hits, SIGKILL and resume, damaged artifacts, concurrent processes."""
+import json
 import os
 import re
 import signal
@@ -187,3 +188,18 @@ def test_two_processes_running_overlapping_sweeps_into_one_store(tmp_path, data_
     # the run both processes asked for was computed once: the other waited for it or found it done
     computing = sum(o.count(f"run {shared} (tiny): computing") for o in outs)
     assert computing == 1, outs
+
+
+def test_results_frame_extra_columns_hold_the_procedures_own_numbers(tmp_path):
+    store = Store(tmp_path / "results")
+    spec = {"model": {"name": "resnet18"}, "dataset": {"name": "cifar10"}, "procedure": {"kind": "stability"},
+            "seed": 3}
+    store.add_run("r1", "gst", "config=F2_RN_1", json.dumps(spec))
+    store.put_rounds("r1", [{"variant": "F2_RN_1", "round": 0, "kept": 5, "total": 10, "remaining_pct": 50.0,
+                             "test_acc": 0.4, "mean_stability": 97.5, "n_events": 6, "events": [{"epoch": 0}]}])
+    store.finish("r1", "done")
+    plain = results_frame(store)
+    assert list(plain.columns) == RESULT_COLUMNS
+    df = results_frame(store, extra=True)
+    assert list(df.columns) == RESULT_COLUMNS + ["mean_stability", "n_events"]   # the list-valued 'events' stays out
+    assert (df.loc[0, "mean_stability"], df.loc[0, "n_events"], df.loc[0, "seed"]) == (97.5, 6, 3)

@@ -241,6 +241,19 @@ def test_spec_kind_stability_runs():
     assert r.mask["features.8.weight"].sum() == 8
 
 
+def test_fraction_scale_shrinks_every_final_fraction():
+    vgg = build_model("vgg11_bn", num_classes=10, input_shape=(3, 32, 32), seed=0)
+    half = StabilityConfig(config="F2_VGG_4", fraction_scale=0.5)
+    # conv8 (512 filters): 0.9 * 0.5 = 0.45 removed -> ceil(0.55 * 512) = 282 kept; conv5: ceil(0.85 * 512) = 436
+    assert half.final_counts(vgg) == {**{n: 436 for n in ("features.15.weight", "features.18.weight",
+                                                          "features.22.weight")}, "features.25.weight": 282}
+    plan = half.layer_plan(vgg)
+    assert plan[max(plan)]["features.25.weight"] == 282
+    assert StabilityConfig(config="F2_VGG_0", fraction_scale=0.5).layer_plan(vgg) == {}
+    with pytest.raises(ValueError, match="fraction_scale=1.2 makes the pruned fraction"):
+        StabilityConfig(config="F2_VGG_4", fraction_scale=1.2)   # conv8: 0.9 * 1.2 >= 1
+
+
 def test_unpruned_config_reports_a_dense_row():
     # GST's no-pruning rows (F2_VGG_0, F2_RN_0) have an empty mask; their row is 100 % remaining, not an error
     spec = ExperimentSpec.model_validate({

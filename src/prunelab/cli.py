@@ -113,7 +113,7 @@ def _cmd_status(args) -> int:
 def _results_df(args):
     from .experiments import results_frame
     store = _open_store(args)
-    df = results_frame(store, status=None if args.all else ("done",))
+    df = results_frame(store, status=None if args.all else ("done",), extra=getattr(args, "extra", False))
     if args.name:
         df = df[df["name"] == args.name].reset_index(drop=True)
     return df
@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--csv", metavar="PATH", help="write one row per (run, variant, round) as CSV")
             q.add_argument("--parquet", metavar="PATH", help="the same as Parquet (needs pyarrow)")
             q.add_argument("--table", action="store_true", help="print the table also when exporting")
+            q.add_argument("--extra", action="store_true",
+                           help="export also the procedure's own numbers (stability, flatness, epochs spent, ...)")
             q.add_argument("--metric", default="test_acc",
                            choices=["test_acc", "early_stop_test_acc", "val_acc", "test_loss", "val_loss"],
                            help="metric of the table (default: %(default)s)")

@@ -305,8 +305,12 @@ def execute_run(spec: ExperimentSpec, results_root: str | os.PathLike, *, label:
 
 # results -------------------------------------------------------------------------------------------------
 def results_frame(store: Store | str | os.PathLike, run_ids: Optional[Sequence[str]] = None,
-                  status: Optional[Sequence[str]] = ("done",)) -> pd.DataFrame:
-    """One row per (run, variant, round) with :data:`RESULT_COLUMNS` (the contract with prunelab.report)."""
+                  status: Optional[Sequence[str]] = ("done",), *, extra: bool = False) -> pd.DataFrame:
+    """One row per (run, variant, round) with :data:`RESULT_COLUMNS` (the contract with prunelab.report).
+
+    ``extra=True`` appends the procedure's own scalar numbers (GST's ``mean_stability``, flatness measures,
+    CS's ``epochs_spent``, ...) as further columns, in order of first appearance; lists and dicts stay out.
+    """
     import json
 
     store = store if isinstance(store, Store) else Store(store)
@@ -322,8 +326,16 @@ def results_frame(store: Store | str | os.PathLike, run_ids: Optional[Sequence[s
         records.append({**m, "name": run["name"], "label": run["label"], "model": spec["model"]["name"],
                         "dataset": spec["dataset"]["name"], "seed": spec.get("seed", 0),
                         "procedure": spec["procedure"]["kind"]})
-    df = pd.DataFrame.from_records(records, columns=RESULT_COLUMNS) if records else \
-        pd.DataFrame({c: pd.Series(dtype="object") for c in RESULT_COLUMNS})
+    columns = list(RESULT_COLUMNS)
+    if extra:
+        known = set(columns)
+        for r in records:
+            for k, v in r.items():
+                if k not in known and (v is None or isinstance(v, (bool, int, float, str))):
+                    known.add(k)
+                    columns.append(k)
+    df = pd.DataFrame.from_records(records, columns=columns) if records else \
+        pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     if len(df):
         rank = df["variant"].map(lambda v: VARIANT_ORDER.get(v, len(VARIANT_ORDER)))
         df = (df.assign(_rank=rank).sort_values(["name", "label", "seed", "run_id", "round", "_rank", "variant"])

@@ -175,6 +175,8 @@ class StabilityConfig(BaseModel):
     layers: dict[str, LayerSchedule] = Field(default_factory=dict)  # convN, module name or fnmatch pattern
     retrain_period: int = Field(40, ge=1)
     schedule_scale: float = Field(1.0, gt=0)
+    # multiplies every layer's final pruned fraction: at reduced width GST's fractions leave too few filters
+    fraction_scale: float = Field(1.0, gt=0)
     target: Literal[TARGETS] = "large"     # GST's default (target_large=True)
     score: str = "l2"
     ties: Literal["index", "random"] = "index"
@@ -202,7 +204,14 @@ class StabilityConfig(BaseModel):
         from ..primitives.scores import list_scores
         if self.score not in list_scores():
             raise ValueError(str(unknown_name("score", self.score, list_scores())))
+        too_big = {k: v.fraction for k, v in self.layers.items() if v.fraction * self.fraction_scale >= 1}
+        if too_big:
+            raise ValueError(f"fraction_scale={self.fraction_scale} makes the pruned fraction of {too_big} "
+                             f"reach 1; allowed: fraction * fraction_scale < 1")
         return self
+
+    def fraction(self, pattern: str) -> float:
+        return self.layers[pattern].fraction * self.fraction_scale
 
     def scaled(self, epoch: int) -> int:
         return int(round(epoch * self.schedule_scale))
@@ -215,7 +224,8 @@ class StabilityConfig(BaseModel):
         for conv, pattern in convs.items():
             s = self.layers[pattern]
             f = model.get_submodule(conv).out_channels
-            for e, kept in filter_schedule(f, s.fraction, self.scaled(s.start), self.scaled(s.end), period):
+            for e, kept in filter_schedule(f, self.fraction(pattern), self.scaled(s.start), self.scaled(s.end),
+                                           period):
                 plan.setdefault(e, {})[f"{conv}.weight"] = kept
         return dict(sorted(plan.items()))
 
@@ -223,7 +233,7 @@ class StabilityConfig(BaseModel):
         out = {}
         for conv, pattern in resolve_convs(model, self.layers).items():
             f = model.get_submodule(conv).out_channels
-            out[f"{conv}.weight"] = _ceil((1.0 - self.layers[pattern].fraction) * f)
+            out[f"{conv}.weight"] = _ceil((1.0 - self.fraction(pattern)) * f)
         return out
 
 
