@@ -147,7 +147,7 @@ def _check_sparsity(kind: str, model: nn.Module) -> float:
 
 
 def bench_model(name: str, *, rounds: int, block: int | None, block_seconds: float, warmup: int,
-                device: torch.device, seed: int, variants: tuple[str, ...] = VARIANTS) -> dict:
+                device: torch.device, seed: int, kinds: tuple[str, ...] = VARIANTS) -> dict:
     shape, batch = MODELS[name]
     channels_last = len(shape) == 3 and name != "lenet300_100"
     g = torch.Generator().manual_seed(seed)
@@ -156,7 +156,6 @@ def bench_model(name: str, *, rounds: int, block: int | None, block_seconds: flo
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), generator=g).to(device)
 
-    kinds = variants
     variants = {k: _make_variant(k, name, device, channels_last) for k in kinds}
     for _ in range(warmup):
         for model, opt in variants.values():
@@ -225,7 +224,7 @@ def main(argv=None) -> int:
         results[name] = r = bench_model(name, rounds=rounds, block=args.block,
                                         block_seconds=0.05 if args.quick else 0.25, warmup=warmup,
                                         device=device, seed=args.seed,
-                                        variants=VARIANTS + (ALTERNATIVES if args.alternatives else ()))
+                                        kinds=VARIANTS + (ALTERNATIVES if args.alternatives else ()))
         z = r["zeros"]
         print(f"  {name}: {r['block']} steps/variant/round; zero fraction after training: "
               f"dense {z['dense']:.3f}, masked {z['masked']:.3f}, torch-prune {z['torch']:.3f}, "
