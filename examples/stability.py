@@ -28,27 +28,27 @@ from prunelab.training import TrainConfig
 OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "stability"
 
 
-def layers(epochs_pruning_end: int, fraction_scale: float = 1.0) -> dict:
-    """GST's VGG11 targets (conv5-7 to 30 %, conv8 to 90 % removed) on a compressed schedule.
-    ``fraction_scale`` shrinks every final fraction by the same factor: at reduced width GST's 90 % leaves conv8
-    a handful of filters, and scaling keeps the paper's layer-to-layer proportions while leaving more capacity."""
-    e, k = epochs_pruning_end, fraction_scale
-    return {"conv5": {"fraction": 0.3 * k, "start": 1, "end": e - 1},
-            "conv6": {"fraction": 0.3 * k, "start": 1, "end": e - 1},
-            "conv7": {"fraction": 0.3 * k, "start": 1, "end": e - 1},
-            "conv8": {"fraction": 0.9 * k, "start": 1, "end": e}}
+def layers(epochs_pruning_end: int) -> dict:
+    """GST's VGG11 targets (conv5-7 to 30 %, conv8 to 90 % removed) on a compressed schedule."""
+    e = epochs_pruning_end
+    return {"conv5": {"fraction": 0.3, "start": 1, "end": e - 1},
+            "conv6": {"fraction": 0.3, "start": 1, "end": e - 1},
+            "conv7": {"fraction": 0.3, "start": 1, "end": e - 1},
+            "conv8": {"fraction": 0.9, "start": 1, "end": e}}
 
 
 def configs(end: int, low: int, high: int, noise_passes: dict, fraction_scale: float = 1.0) -> dict[str, dict]:
     """name -> StabilityConfig fields. ``low``/``high``: retrain periods (events every epoch = the smaller
-    pruning rate per event; every ``high`` epochs = the larger one)."""
-    L = layers(end, fraction_scale)
-    out = {"no_pruning": {}, "scratch_S": {"layers": L, "scratch": True, "target": "small"}}
+    pruning rate per event; every ``high`` epochs = the larger one). ``fraction_scale`` (StabilityConfig's)
+    shrinks every final fraction by the same factor: at reduced width GST's 90 % leaves conv8 a handful of
+    filters, and scaling keeps the paper's layer-to-layer proportions while leaving more capacity."""
+    L = {"layers": layers(end), "fraction_scale": fraction_scale}
+    out = {"no_pruning": {}, "scratch_S": {**L, "scratch": True, "target": "small"}}
     for t, tag in (("small", "S"), ("large", "L"), ("random", "R")):
-        out[f"prune_{tag}_r{low}"] = {"layers": L, "retrain_period": low, "target": t}
-        out[f"prune_{tag}_r{high}"] = {"layers": L, "retrain_period": high, "target": t}
+        out[f"prune_{tag}_r{low}"] = {**L, "retrain_period": low, "target": t}
+        out[f"prune_{tag}_r{high}"] = {**L, "retrain_period": high, "target": t}
     for kind, n in noise_passes.items():
-        out[f"{kind}{n}_L_r{high}"] = {"layers": L, "retrain_period": high, "target": "large",
+        out[f"{kind}{n}_L_r{high}"] = {**L, "retrain_period": high, "target": "large",
                                         "noise": {"kind": kind, "passes": n}}
     return out
 
