@@ -466,8 +466,8 @@ def run_stability(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: Stabilit
     if probe is not None:
         extra.update(probe(model))
     final_mask = state["mask"]
-    r = RoundResult(_variant(cfg), 0, final_mask.kept() if len(final_mask) else 0,
-                    final_mask.total() if len(final_mask) else 0, res.final, res.early_stop("val"),
+    # an empty mask (unpruned configs) counts 0 of 0: RoundResult reports that as fully dense
+    r = RoundResult(_variant(cfg), 0, final_mask.kept(), final_mask.total(), res.final, res.early_stop("val"),
                     final_mask.clone(), res.history if keep_history else [], extra)
     return single_round(r, on_round)
 
