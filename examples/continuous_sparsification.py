@@ -104,7 +104,7 @@ def run_one(planned, data_root: str, out: Path) -> None:
     rows = [{**r.row(), "label": planned.label, "seed": spec.seed, "procedure": spec.procedure.kind,
              "sweep": {k: v for k, v in planned.sweep_values.items()}, "seconds": seconds,
              "train_epochs": epochs, "finetune_epochs": ft_epochs, "rewind_epochs": rewind_epochs}
-            for r in res.rounds]
+            for r in res.rows]
     path = out / run_file(planned)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))

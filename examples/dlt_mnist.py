@@ -65,8 +65,8 @@ def _run_job(job: str, args) -> str:
     from prunelab.data import load_dataset
     from prunelab.io import atomic_write_bytes
     from prunelab.models import build_model
-    from prunelab.procedures.supermask import (CriterionSupermaskConfig, LearnedSupermaskConfig,
-                                               run_criterion_supermask, run_learned_supermask)
+    from prunelab.procedures import run_procedure
+    from prunelab.procedures.supermask import CriterionSupermaskConfig, LearnedSupermaskConfig
 
     kind, name = job.split("-", 1)
     name, *opts = name.split("@")
@@ -100,16 +100,16 @@ def _run_job(job: str, args) -> str:
             kw["pruned_action"] = name
         imp = IMPConfig(rounds=args.rounds, rate=RATE, rounding="official", allocation="layerwise",
                         rewind="init", ties="random", **kw)
-        run_imp(model_fn, data, adam, imp, seed=opts.get("s", 0), on_round=on_round)
+        run_imp(model_fn, data, adam, imp, seed=opts.get("s", 0), on_row=on_round)
     elif kind == "csm":
         seed = int(name[1:])
         cfg = CriterionSupermaskConfig(score="large_final_same_sign", rate="lenet300_100", powers=24)
-        run_criterion_supermask(model_fn, data, adam.model_copy(update={"epochs": args.dense_epochs}), cfg,
-                                seed=seed, on_round=on_round)
+        run_procedure(model_fn, data, adam.model_copy(update={"epochs": args.dense_epochs}), cfg,
+                                seed=seed, on_row=on_round)
     elif kind == "single":   # the *_single criteria: mask = exactly the same-/different-sign weights
         cfg = CriterionSupermaskConfig(score=f"large_final_{name}_sign_single")
-        run_criterion_supermask(model_fn, data, adam.model_copy(update={"epochs": args.dense_epochs}), cfg,
-                                seed=row_seed, on_round=on_round)
+        run_procedure(model_fn, data, adam.model_copy(update={"epochs": args.dense_epochs}), cfg,
+                                seed=row_seed, on_row=on_round)
     elif kind == "lsm":
         seed = int(name[1:])
         sgd = TrainConfig(optimizer="sgd", lr=100.0, momentum=0.9, batch_size=250,
@@ -120,7 +120,7 @@ def _run_job(job: str, args) -> str:
                                      score_init=opts.get("i", 0) / 100,
                                      signed_constant=bool(opts.get("c")),
                                      mode="round" if opts.get("m") else "sample")
-        run_learned_supermask(model_fn, data, sgd, cfg, seed=seed, on_round=on_round)
+        run_procedure(model_fn, data, sgd, cfg, seed=seed, on_row=on_round)
     atomic_write_bytes(out, "".join(json.dumps(r) + "\n" for r in rows).encode())
     return job
 

@@ -43,7 +43,7 @@ def run_seed(seed: int, args) -> Path:
     def model_fn(s):
         return build_model("lenet300_100", num_classes=10, input_shape=(1, 28, 28), seed=s)
 
-    run_imp(model_fn, data, cfg, imp, seed=seed, on_round=on_round)
+    run_imp(model_fn, data, cfg, imp, seed=seed, on_row=on_round)
     atomic_write_bytes(out, "".join(json.dumps(r) + "\n" for r in rows).encode())
     return out
 

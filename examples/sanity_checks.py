@@ -3,7 +3,7 @@
     python examples/sanity_checks.py --data ../shared/data                 # run every seed of the recipe
     python examples/sanity_checks.py --report                              # tables + plot from the JSONL
 
-One process per call, one CPU thread. Each seed runs ``run_sanity`` once (dense runs shared by LT, LR
+One process per call, one CPU thread. Each seed runs ``run_procedure`` once (dense runs shared by LT, LR
 rewinding and hybrid tickets) and appends every finished training to ``<out>/seed<N>.jsonl``; a seed whose
 file is complete is skipped, an incomplete one is run again from the start.
 """
@@ -41,7 +41,8 @@ def run(args) -> None:
     from prunelab.experiments import load_plan
     from prunelab.io import atomic_write_bytes
     from prunelab.models import build_model
-    from prunelab.procedures.sanity import SanityConfig, run_sanity
+    from prunelab.procedures import run_procedure
+    from prunelab.procedures.sanity import SanityConfig
 
     plan = load_plan(args.recipe, args.set or ())
     for planned in plan:
@@ -70,7 +71,7 @@ def run(args) -> None:
                   f"{row['sparsity']:.2f}  test_acc {row['test_acc']:.4f}  ({len(rows)}/{expected})", flush=True)
 
         cfg = SanityConfig(**spec.procedure.model_dump(exclude={"kind"}))
-        run_sanity(model_fn, data, spec.train, cfg, seed=spec.seed, on_round=on_round)
+        run_procedure(model_fn, data, spec.train, cfg, seed=spec.seed, on_row=on_round)
 
 
 def report(args) -> None:
@@ -155,7 +156,7 @@ def report(args) -> None:
 
 def mask_structure(args) -> list[str]:
     """Per-layer keep % and fully pruned filters of the masks at init of the first seed (recomputed with the
-    seeds run_sanity derives, so they are the masks that were trained)."""
+    seeds run_procedure derives, so they are the masks that were trained)."""
     import torch
     torch.set_num_threads(1)
     from prunelab.data import load_dataset

@@ -22,7 +22,8 @@ from prunelab.data import load_dataset
 from prunelab.data.dataset import subsample
 from prunelab.io import atomic_write_bytes
 from prunelab.models import build_model
-from prunelab.procedures.stability import FlatnessSpec, StabilityConfig, run_stability
+from prunelab.procedures import run_procedure
+from prunelab.procedures.stability import FlatnessSpec, StabilityConfig
 from prunelab.training import TrainConfig
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "stability"
@@ -99,7 +100,7 @@ def sweep(args) -> None:
             measure = seed in args.flat_seeds and name in (args.flat_configs or names)
             cfg = StabilityConfig(**cfgs[name], flatness=flat if measure else None)
             t0 = time.time()
-            r = run_stability(model_fn, data, train_cfg, cfg, seed=seed, keep_history=True).rounds[0]
+            r = run_procedure(model_fn, data, train_cfg, cfg, seed=seed, keep_history=True).rows[0]
             row = {"config": name, "seed": seed, "seconds": round(time.time() - t0, 1),
                    "width": args.width, "train_size": args.train_size, "test_size": len(data.test),
                    "epochs": args.epochs, "fraction_scale": args.fraction_scale,
@@ -117,7 +118,7 @@ def report(args) -> None:
     import pandas as pd
 
     from prunelab.analysis import config_summary, correlate, pairwise_welch
-    from prunelab.analysis.plots import plot_stability
+    from prunelab.report import plot_stability
 
     out = Path(args.out)
     rows = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.strip()]

@@ -9,7 +9,7 @@ from prunelab.errors import ConfigError
 from prunelab.primitives import ContinuousSparsificationMask, HardConcreteGates
 from prunelab.primitives.learned_mask import BernoulliSupermask
 from prunelab.primitives.l0 import deterministic_gate
-from prunelab.primitives.soft_mask import temperature
+from prunelab.primitives.schedules import temperature
 from prunelab.procedures.continuous import TemperatureSchedule, mask_optimizer
 from prunelab.training import TrainConfig
 

@@ -8,10 +8,10 @@ from prunelab.data import Dataset, Split
 from prunelab.experiments.plan import load_plan
 from prunelab.experiments.recipes import list_recipes
 from prunelab.primitives.soft_mask import ContinuousSparsificationMask
-from prunelab.procedures import (ContinuousConfig, DSDConfig, GMPConfig, L0Config, SlimmingConfig, run_continuous,
-                                 run_dsd, run_gmp, run_l0, run_slimming)
+from prunelab.procedures import ContinuousConfig, DSDConfig, GMPConfig, L0Config, SlimmingConfig, run_procedure
 from prunelab.procedures.continuous import FollowSchedule, TemperatureSchedule, mask_optimizer
-from prunelab.procedures.gradual import GradualPruner, cubic_sparsity, gmp_steps
+from prunelab.primitives.schedules import cubic_sparsity, gmp_steps
+from prunelab.procedures.gradual import GradualPruner
 from prunelab.procedures.slimming import conv_bn_pairs, slim
 from prunelab.seeding import derive_seed
 from prunelab.training import TrainConfig, snapshot, train
@@ -37,8 +37,7 @@ def bn_mlp(seed):
 
 def test_ticket_is_rewound_to_the_epoch_k_checkpoint_bit_for_bit(blobs):
     cfg = ContinuousConfig(s0=0.0, penalty=1e-3, beta_final=50.0, rounds=2, rewind_epoch=1, reset="code")
-    state = {}
-    res = run_continuous(bn_mlp, blobs, CFG, cfg, seed=3, state=state)
+    res = run_procedure(bn_mlp, blobs, CFG, cfg, seed=3)
     # independent reference: round 0 again, with train()'s own checkpoint at the start of epoch 1
     model = bn_mlp(3)
     cs = ContinuousSparsificationMask(model, None, s0=0.0)
@@ -49,7 +48,7 @@ def test_ticket_is_rewound_to_the_epoch_k_checkpoint_bit_for_bit(blobs):
                 callbacks=[TemperatureSchedule(cs, 50.0, "epoch", per_epoch, 3 * per_epoch),
                            FollowSchedule(opt, CFG, CFG.lr, len(blobs.train))]).checkpoints[per_epoch]
     ref = {k[len("model."):]: v for k, v in ref.items() if k.startswith("model.")}
-    start = state["ticket_start"]
+    start = res.states["ticket_start"]
     assert set(start) == set(ref) and "bn.running_mean" in start and "bn.num_batches_tracked" in start
     for k in ref:
         assert torch.equal(start[k], ref[k]), k
@@ -61,13 +60,12 @@ def test_ticket_is_rewound_to_the_epoch_k_checkpoint_bit_for_bit(blobs):
     assert list(rows["variant"]) == ["search", "search", "ticket"]
     assert list(rows["epochs_spent"]) == [3.0, 6.0, 9.0]
     # the ticket's mask is the final search mask, and the scores stayed frozen during retraining
-    assert res.rounds[-1].mask == res.rounds[-2].mask
+    assert res.rows[-1].mask == res.rows[-2].mask
 
 
 def test_each_round_ends_at_exactly_beta_final(blobs):
-    state = {}
-    run_continuous(tiny_mlp, blobs, CFG, ContinuousConfig(beta_final=200.0, rounds=2, final="none"), state=state)
-    for temps in state["temperatures"]:
+    res = run_procedure(tiny_mlp, blobs, CFG, ContinuousConfig(beta_final=200.0, rounds=2, final="none"))
+    for temps in res.info["temperatures"]:
         assert len(temps) == 3 and temps[0] == 1.0 and temps[-1] == 200.0
 
 
@@ -75,10 +73,10 @@ def test_higher_s0_gives_denser_ticket(blobs):
     kept = []
     for s0 in (-0.05, 0.0, 0.05):
         cfg = ContinuousConfig(s0=s0, penalty=1e-3, beta_final=100.0, rounds=2, reset="paper", final="none")
-        res = run_continuous(tiny_mlp, blobs, CFG, cfg, seed=0)
-        kept.append(res.rounds[-1].kept)
+        res = run_procedure(tiny_mlp, blobs, CFG, cfg, seed=0)
+        kept.append(res.rows[-1].kept)
     assert kept[0] < kept[1] < kept[2], kept
-    assert kept[0] < 0.9 * res.rounds[-1].total
+    assert kept[0] < 0.9 * res.rows[-1].total
 
 
 def test_cubic_schedule_hand_values():
@@ -94,7 +92,7 @@ def test_gmp_sparsity_at_each_step_equals_cubic_formula(blobs, allocation):
     cfg = GMPConfig(final_sparsity=0.9, initial_sparsity=0.1, end_epoch=2, allocation=allocation)
     steps = gmp_steps(2, 14, 3)
     pruner = GradualPruner(model, cfg, steps)
-    train(model, blobs, CFG, callbacks=[pruner])
+    train(model, blobs, CFG, mask_schedule=pruner)
     assert [t for t, _, _ in pruner.log] == steps
     for t, target, achieved in pruner.log:
         s = 0.9 + (0.1 - 0.9) * (1 - (t - 2) / 12) ** 3
@@ -110,18 +108,18 @@ def test_gmp_sparsity_at_each_step_equals_cubic_formula(blobs, allocation):
 
 
 def test_run_gmp_reaches_final_sparsity(blobs):
-    res = run_gmp(tiny_mlp, blobs, CFG, GMPConfig(final_sparsity=0.75, end_epoch=2, frequency=2))
-    r = res.rounds[0]
+    res = run_procedure(tiny_mlp, blobs, CFG, GMPConfig(final_sparsity=0.75, end_epoch=2, frequency=2))
+    r = res.rows[0]
     assert r.total - r.kept == round(0.75 * 384) + round(0.75 * 1024) + round(0.75 * 96)
 
 
 def test_l0_training_gives_deterministic_gates_and_the_penalty_prunes(blobs):
     cfg = CFG.model_copy(update={"epochs": 4})
-    state = {}
-    weak = run_l0(tiny_mlp, blobs, cfg, L0Config(penalty=0.01, gate_lr=0.5, init_drop=0.2), state=state).rounds[0]
-    strong = run_l0(tiny_mlp, blobs, cfg, L0Config(penalty=1.0, gate_lr=0.5, init_drop=0.2)).rounds[0]
+    weak_run = run_procedure(tiny_mlp, blobs, cfg, L0Config(penalty=0.01, gate_lr=0.5, init_drop=0.2))
+    weak = weak_run.rows[0]
+    strong = run_procedure(tiny_mlp, blobs, cfg, L0Config(penalty=1.0, gate_lr=0.5, init_drop=0.2)).rows[0]
     assert strong.kept < weak.kept and strong.extra["expected_l0_fraction"] < weak.extra["expected_l0_fraction"]
-    gates = state["gates"]
+    gates = weak_run.model
     la = gates.log_alpha("fc2.weight").detach()
     assert weak.mask.kept("fc2.weight") == int(((torch.sigmoid(la) * 1.2 - 0.1) > 0).sum())
     gates.eval()
@@ -179,16 +177,16 @@ def test_slimming_masks_globally_smallest_channels(images):
 
 def test_run_slimming_rows(images):
     cfg = TrainConfig(lr=0.05, batch_size=32, epochs=2, eval_splits=("test",))
-    res = run_slimming(conv_bn, images, cfg, SlimmingConfig(penalty=1e-3, channel_sparsity=0.5))
-    dense, slimmed = res.rounds
+    res = run_procedure(conv_bn, images, cfg, SlimmingConfig(penalty=1e-3, channel_sparsity=0.5))
+    dense, slimmed = res.rows
     assert (dense.variant, slimmed.variant) == ("dense", "slimmed")
     assert slimmed.extra["channel_sparsity"] == pytest.approx(0.5)
     assert slimmed.kept < dense.kept == dense.total
 
 
 def test_dsd_reenters_at_zero_with_lower_lr(blobs):
-    res = run_dsd(tiny_mlp, blobs, CFG, DSDConfig(sparsity=0.5, redense_lr_scale=0.1), keep_history=True)
-    dense, sparse, redense = res.rounds
+    res = run_procedure(tiny_mlp, blobs, CFG, DSDConfig(sparsity=0.5, redense_lr_scale=0.1), keep_history=True)
+    dense, sparse, redense = res.rows
     assert sparse.kept == dense.total - (192 + 512 + 48)
     assert redense.kept == redense.total
     assert all(h["lr"] == pytest.approx(0.01) for h in redense.history)

@@ -4,9 +4,8 @@ import torch
 from conftest import tiny_mlp
 
 from prunelab.experiments.spec import ExperimentSpec
-from prunelab.procedures import IMPConfig, run_imp
-from prunelab.procedures.supermask import (CriterionSupermaskConfig, LearnedSupermaskConfig,
-                                           run_criterion_supermask, run_learned_supermask)
+from prunelab.procedures import IMPConfig, run_imp, run_procedure
+from prunelab.procedures.supermask import CriterionSupermaskConfig, LearnedSupermaskConfig
 from prunelab.training import TrainConfig
 import prunelab.procedures.supermask as sm_mod
 
@@ -16,15 +15,15 @@ SCOPE = ["fc1.weight", "fc2.weight", "out.weight"]
 
 @pytest.mark.parametrize("kept", ["signed_constant", "reshuffle"])
 def test_imp_kept_action_starts_rounds_from_transformed_init(blobs, kept, monkeypatch):
-    import prunelab.procedures.imp as imp_mod
+    import prunelab.procedures.base as base_mod
     starts = []
-    real = imp_mod.train
+    real = base_mod.train
 
     def spy(model, data, cfg, **kw):
         starts.append({n: p.detach().clone() for n, p in model.named_parameters()})
         return real(model, data, cfg, **kw)
 
-    monkeypatch.setattr(imp_mod, "train", spy)
+    monkeypatch.setattr(base_mod, "train", spy)
     res = run_imp(tiny_mlp, blobs, CFG, IMPConfig(rounds=2, rate=0.5, scope=SCOPE, score="large_final",
                                                   kept_action=kept), seed=0)
     masks = res.masks()
@@ -40,9 +39,9 @@ def test_imp_kept_action_starts_rounds_from_transformed_init(blobs, kept, monkey
 
 
 def test_imp_freeze_init_keeps_pruned_weights_at_init(blobs, monkeypatch):
-    import prunelab.procedures.imp as imp_mod
+    import prunelab.procedures.base as base_mod
     seen = []
-    real = imp_mod.train
+    real = base_mod.train
 
     def spy(model, data, cfg, **kw):
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -50,7 +49,7 @@ def test_imp_freeze_init_keeps_pruned_weights_at_init(blobs, monkeypatch):
         seen.append((before, {n: p.detach().clone() for n, p in model.named_parameters()}, kw.get("mask")))
         return r
 
-    monkeypatch.setattr(imp_mod, "train", spy)
+    monkeypatch.setattr(base_mod, "train", spy)
     res = run_imp(tiny_mlp, blobs, CFG.model_copy(update={"weight_decay": 0.01}),
                   IMPConfig(rounds=1, rate=0.5, scope=SCOPE, pruned_action="freeze_init"), seed=0)
     init = seen[0][0]
@@ -68,13 +67,13 @@ def test_imp_weight_actions_need_rewind_to_init():
 
 def test_criterion_supermask_sweeps_powers(blobs):
     cfg = CriterionSupermaskConfig(score="large_final_same_sign", rate=0.5, powers=2, scope=SCOPE)
-    res = run_criterion_supermask(tiny_mlp, blobs, CFG, cfg, seed=0)
+    res = run_procedure(tiny_mlp, blobs, CFG, cfg, seed=0)
     t = res.table()
     assert list(t["variant"]) == ["dense"] + ["supermask_init", "supermask_signed_constant"] * 3
     sup = t[t.variant == "supermask_init"]
     assert list(sup["round"]) == [0, 1, 2]
     assert list(sup["remaining_pct"].round(2)) == [100.0, 50.0, 25.0]
-    single = run_criterion_supermask(tiny_mlp, blobs, CFG, CriterionSupermaskConfig(
+    single = run_procedure(tiny_mlp, blobs, CFG, CriterionSupermaskConfig(
         score="large_final_same_sign_single", scope=SCOPE, weights=("init",)), seed=0).table()
     assert len(single) == 2 and single["remaining_pct"].iloc[1] < 100
 
@@ -91,9 +90,9 @@ def test_learned_supermask_averages_the_stated_number_of_samples(blobs, monkeypa
     monkeypatch.setattr(sm_mod, "evaluate", spy)
     model = tiny_mlp(0)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    res = run_learned_supermask(lambda s: model, blobs, CFG.model_copy(update={"optimizer": "sgd", "lr": 10.0}),
+    res = run_procedure(lambda s: model, blobs, CFG.model_copy(update={"optimizer": "sgd", "lr": 10.0}),
                                 LearnedSupermaskConfig(eval_samples=7, scope=SCOPE), seed=0)
-    row = res.rounds[0].final
+    row = res.rows[0].final
     assert len(calls) == 7 and row["test_acc_samples"] == calls
     assert row["test_acc"] == pytest.approx(sum(calls) / 7)
     assert len(set(calls)) > 1            # every evaluation samples new masks
@@ -110,7 +109,7 @@ def test_specs_accept_the_new_kinds():
     assert s.procedure.powers == 3
     s = ExperimentSpec(**base, procedure={"kind": "imp", "rounds": 2, "score": "movement",
                                           "kept_action": "signed_reinit", "pruned_action": "freeze_init_zero_all"})
-    assert s.procedure.imp_config().pruned_action == "freeze_init_zero_all"
+    assert s.procedure.pruned_action == "freeze_init_zero_all"
     with pytest.raises(ValueError):
         ExperimentSpec(**base, procedure={"kind": "imp", "kept_action": "shuffle"})
 

@@ -10,10 +10,9 @@ import time
 import pytest
 import yaml
 
-import prunelab.procedures.imp as imp_mod
+import prunelab.procedures.base as base_mod
 from prunelab.experiments import RESULT_COLUMNS, RunFailedError, Store, expand, results_frame, run_experiment
-from prunelab.experiments.runner import lease_alive
-from prunelab.procedures.resume import RoundStore
+from prunelab.experiments.leases import lease_alive
 
 from test_experiments_helpers import child_env, data_root, tiny_raw  # noqa: F401  (fixture)
 
@@ -22,13 +21,13 @@ from test_experiments_helpers import child_env, data_root, tiny_raw  # noqa: F40
 def trainings(monkeypatch):
     """Records the ``desc`` of every training the procedure starts (``round 2``, ``random_mask 3``)."""
     calls = []
-    real = imp_mod.train
+    real = base_mod.train
 
     def spy(model, data, cfg, **kw):
         calls.append(kw.get("desc"))
         return real(model, data, cfg, **kw)
 
-    monkeypatch.setattr(imp_mod, "train", spy)
+    monkeypatch.setattr(base_mod, "train", spy)
     return calls
 
 
@@ -54,23 +53,23 @@ def test_same_spec_twice_is_a_cache_hit_with_identical_results(tmp_path, data_ro
     row = Store(tmp_path).get_run(spec.run_id())
     assert row["status"] == "done" and row["torch_version"] and row["python_version"] and row["host"]
     kinds = [a["kind"] for a in Store(tmp_path).artifacts(spec.run_id())]
-    assert kinds == ["mask/random_mask", "mask/ticket", "state/ticket_final"]
+    assert kinds == ["mask/random_mask", "mask/ticket", "state/final"]
 
 
 CHILD = """
 import sys, time, pathlib, torch
 torch.set_num_threads(1)
-import prunelab.procedures.imp as imp_mod
+import prunelab.procedures.base as base_mod
 from prunelab.experiments import ExperimentSpec, execute_run
 spec = ExperimentSpec.model_validate_json(pathlib.Path(sys.argv[1]).read_text())
 marker = pathlib.Path(sys.argv[3])
-real = imp_mod.train
+real = base_mod.train
 def train(model, data, cfg, **kw):
     if kw.get("desc") == "round 2":        # inside round 2: tell the parent, then wait to be killed
         marker.write_text("in round 2")
         time.sleep(120)
     return real(model, data, cfg, **kw)
-imp_mod.train = train
+base_mod.train = train
 execute_run(spec, sys.argv[2], log=None)
 """
 
@@ -95,12 +94,14 @@ def test_sigkill_during_round_2_then_rerun_gives_the_uninterrupted_numbers(tmp_p
     store = Store(root)
     row = store.get_run(spec.run_id())
     assert row["status"] == "running" and not lease_alive(row)   # stale: its holder is gone
-    assert RoundStore(store.run_dir(spec.run_id()) / "rounds").finished_rounds() == [0, 1]
+    ck = store.run_dir(spec.run_id()) / "checkpoints"
+    assert sorted(p.parent.name for p in ck.glob("*/final.json")) == ["stage_0000", "stage_0001", "stage_0002"]
 
-    trainings.clear()
-    resumed = run_experiment(spec, root, progress=False, log=None)
-    assert trainings == ["round 2", "random_mask 2", "round 3", "random_mask 3"]   # rounds 0-1 from disk
+    logs = []
+    resumed = run_experiment(spec, root, progress=False, log=logs.append)
+    assert any("resumed: 3 finished training(s) restored" in m for m in logs), logs   # rounds 0-1 from disk
     assert resumed.equals(clean)
+    assert not ck.exists()   # a stored run keeps no checkpoints
     assert store.history_rows(spec.run_id()) == clean_hist
     assert store.get_run(spec.run_id())["status"] == "done"
 
@@ -117,37 +118,36 @@ def test_damaged_artifacts_are_detected_and_recomputed(tmp_path, data_root, trai
     logs = []
     again = run_experiment(spec, tmp_path, progress=False, log=logs.append)
     assert any("mask/ticket" in m and "fails its sha256 check; recomputing" in m for m in logs), logs
-    assert trainings == []                                    # every round checkpoint was intact
+    assert len(trainings) == 7                                # a stored run keeps no checkpoints: all again
     assert again.equals(first)
     assert store.artifacts(spec.run_id())[1]["sha256"] == arts["mask/ticket"]["sha256"]
 
-    state = arts["state/ticket_final"]["abspath"]             # the last round's checkpoint
+    state = arts["state/final"]["abspath"]                    # the network the run ended with
     state.write_bytes(state.read_bytes()[:100])
-    trainings.clear()
     again = run_experiment(spec, tmp_path, progress=False, log=None)
-    assert trainings == ["round 3", "random_mask 3"]           # only the damaged round is recomputed
     assert again.equals(first)
+    assert store.artifacts(spec.run_id())[2]["sha256"] == arts["state/final"]["sha256"]
 
 
 def test_a_live_holder_is_waited_for_then_a_dead_one_taken_over(tmp_path, data_root, monkeypatch):
     import socket
     import threading
 
-    from prunelab.experiments import runner
-    monkeypatch.setattr(runner, "WAIT_POLL_S", 0.05)
+    from prunelab.experiments import execute, leases
+    monkeypatch.setattr(execute, "WAIT_POLL_S", 0.05)
     spec = expand(tiny_raw(data_root, seed=5))[0].spec
     store = Store(tmp_path)
     store.add_run(spec.run_id(), spec.name, "x", spec.model_dump_json())
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
-    lease = f"{socket.gethostname()}|{holder.pid}|{runner._process_start(holder.pid)}"
+    lease = f"{socket.gethostname()}|{holder.pid}|{leases._process_start(holder.pid)}"
     assert store.claim(spec.run_id(), lease, lease_alive, {}) is None
     threading.Thread(target=holder.wait, daemon=True).start()   # reap it when it ends
     logs = []
     t0 = time.monotonic()
-    out = runner.execute_run(spec, tmp_path, log=logs.append)
+    out = execute.execute_run(spec, tmp_path, log=logs.append)
     assert out.status == "done" and time.monotonic() - t0 > 0.5
     assert any(f"is being computed by {lease}; waiting" in m for m in logs), logs
-    assert store.get_run(spec.run_id())["lease"] == runner.my_lease()
+    assert store.get_run(spec.run_id())["lease"] == leases.my_lease()
 
 
 def test_a_failing_run_is_recorded_and_does_not_stop_the_others(tmp_path, data_root):

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from prunelab.experiments import SCHEMA_VERSION, Store, StoreError
-from prunelab.experiments.runner import lease_alive, my_lease
+from prunelab.experiments.leases import lease_alive, my_lease
 from prunelab.experiments import store as store_mod
 
 

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gst_helpers import tiny_convnet, tiny_images
-from prunelab.analysis.flatness import (flatness_measures, grad_cov_trace, hessian_eigs, held_out,
+from prunelab.training.flatness import (flatness_measures, grad_cov_trace, hessian_eigs, held_out,
                                         model_hessian_eigs, perturbation_curves)
 from prunelab.procedures.stability import FlatnessSpec
 

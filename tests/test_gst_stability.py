@@ -10,9 +10,12 @@ from prunelab.experiments.spec import ExperimentSpec
 from prunelab.models import build_model
 from prunelab.primitives import Mask
 from prunelab.primitives.filters import filter_mask
-from prunelab.procedures.stability import (GST_CONFIGS, NoiseInjector, NoiseSpec, StabilityConfig,
-                                           filter_schedule, instability, run_stability, select_filters,
-                                           stability, summarize_run)
+from prunelab.primitives.noise import NoiseInjector
+from prunelab.primitives.schedules import filter_schedule
+from prunelab.primitives.selection import select_filters
+from prunelab.procedures import run_procedure
+from prunelab.procedures.stability import (GST_CONFIGS, NoiseSpec, StabilityConfig, instability, stability,
+                                           summarize_run)
 from prunelab.training import TrainConfig
 
 
@@ -92,13 +95,11 @@ def test_run_prunes_on_schedule_and_silences_channels():
     cfg = StabilityConfig(layers={"conv2": {"fraction": 0.5, "start": 0, "end": 2},
                                   "conv3": {"fraction": 0.75, "start": 1, "end": 2}},
                           retrain_period=1, target="small", score="l2")
-    def probe(model):  # the trained model's pruned channels: filter, BN γ and β all exactly zero
-        conv, bn = model.features[8], model.features[9]
-        dead = (conv.weight.flatten(1).abs().sum(1) == 0) & (bn.weight == 0) & (bn.bias == 0)
-        return {"dead_conv3": int(dead.sum())}
-
-    res = run_stability(tiny_convnet, data, _cfg(), cfg, seed=0, keep_history=True, probe=probe)
-    r = res.rounds[0]
+    res = run_procedure(tiny_convnet, data, _cfg(), cfg, seed=0, keep_history=True)
+    r = res.rows[0]
+    # the trained model's pruned channels: filter, BN γ and β all exactly zero
+    conv, bn = res.model.features[8], res.model.features[9]
+    dead_conv3 = int(((conv.weight.flatten(1).abs().sum(1) == 0) & (bn.weight == 0) & (bn.bias == 0)).sum())
     ev = r.extra["events"]
     assert [e["epoch"] for e in ev] == [0, 1, 2]
     assert [e["kept"] for e in ev] == [{"features.4.weight": 14}, {"features.4.weight": 11,
@@ -111,13 +112,13 @@ def test_run_prunes_on_schedule_and_silences_channels():
     assert r.extra["best_test_acc"] == max(h["test_acc"] for h in r.history if h["iteration"] >= ev[-1]["iteration"])
     assert r.mask["features.4.weight"].sum() == 8 and r.mask["features.8.weight"].sum() == 4
     assert r.variant == "prune_S" and "gen_gap" in r.extra
-    assert r.extra["dead_conv3"] == 12
+    assert dead_conv3 == 12
 
 
 def test_scratch_run_prunes_before_training():
     data = tiny_images()
     cfg = StabilityConfig(layers={"conv3": {"fraction": 0.5, "start": 1, "end": 2}}, scratch=True)
-    r = run_stability(tiny_convnet, data, _cfg(epochs=2), cfg, seed=0).rounds[0]
+    r = run_procedure(tiny_convnet, data, _cfg(epochs=2), cfg, seed=0).rows[0]
     assert r.extra["mean_stability"] == 100.0 and r.extra["events"] == []
     assert r.extra["scratch_kept"] == {"features.8.weight": 8} and r.variant == "scratch"
 
@@ -125,7 +126,7 @@ def test_scratch_run_prunes_before_training():
 def test_schedule_past_training_is_rejected():
     cfg = StabilityConfig(layers={"conv3": {"fraction": 0.5, "start": 1, "end": 9}}, retrain_period=4)
     with pytest.raises(ConfigError, match="past the last epoch"):
-        run_stability(tiny_convnet, tiny_images(), _cfg(epochs=3), cfg)
+        run_procedure(tiny_convnet, tiny_images(), _cfg(epochs=3), cfg)
 
 
 def _targets(model, idx):
@@ -222,7 +223,7 @@ def test_cumulative_zeroing_restores_exact_saved_values():
 def test_noise_runs_end_to_end_without_removing(kind):
     cfg = StabilityConfig(layers={"conv3": {"fraction": 0.5, "start": 0, "end": 1}}, retrain_period=1,
                           noise={"kind": kind, "passes": 2})
-    r = run_stability(tiny_convnet, tiny_images(), _cfg(epochs=3), cfg, seed=1).rounds[0]
+    r = run_procedure(tiny_convnet, tiny_images(), _cfg(epochs=3), cfg, seed=1).rows[0]
     assert r.extra["n_events"] == 2 and r.variant == f"{kind}2_prune_L"
     assert 0 < r.extra["mean_stability"] <= 200
 
@@ -236,7 +237,7 @@ def test_spec_kind_stability_runs():
     small = ExperimentSpec.model_validate({**spec.to_dict(), "procedure": {
         "kind": "stability", "config": "F2_VGG_1", "layers": {"conv3": {"fraction": 0.5, "start": 0, "end": 1}}}})
     assert small.run_id() != spec.run_id()
-    r = small.procedure.run(tiny_convnet, tiny_images(), _cfg(epochs=2), seed=0).rounds[0]
+    r = run_procedure(tiny_convnet, tiny_images(), _cfg(epochs=2), small.procedure, seed=0).rows[0]
     assert r.variant == "F2_VGG_1" and [e["epoch"] for e in r.extra["events"]] == [0]
     assert r.mask["features.8.weight"].sum() == 8
 
@@ -260,7 +261,7 @@ def test_unpruned_config_reports_a_dense_row():
         "name": "gst", "model": {"name": "vgg11_bn", "options": {"width": 0.125}},
         "dataset": {"name": "cifar10"}, "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 2},
         "procedure": {"kind": "stability", "config": "F2_VGG_0"}})
-    r = spec.procedure.run(tiny_convnet, tiny_images(), _cfg(epochs=2), seed=0).rounds[0]
+    r = run_procedure(tiny_convnet, tiny_images(), _cfg(epochs=2), spec.procedure, seed=0).rows[0]
     row = r.row()
     assert (row["kept"], row["total"], row["remaining_pct"]) == (0, 0, 100.0)
     assert r.extra["events"] == []

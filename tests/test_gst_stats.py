@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from prunelab.analysis import config_summary, correlate, pairwise_welch, welch
-from prunelab.analysis.plots import plot_stability
+from prunelab.report import plot_stability
 
 
 def _kendall_no_ties(x, y):

@@ -1,8 +1,11 @@
+import json
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from prunelab import IMPConfig, Mask, TrainConfig, run_imp, run_oneshot
 from prunelab.primitives import prune_count
+from prunelab.training import Checkpoints
 
 from conftest import tiny_mlp
 
@@ -12,7 +15,7 @@ CFG = TrainConfig(optimizer="adam", lr=1e-2, batch_size=32, epochs=3)
 def test_imp_bookkeeping_and_rewind_to_init(blobs):
     imp = IMPConfig(rounds=3, rate={"fc": 0.5, "output": 0.2}, controls=("reinit", "random_mask"))
     res = run_imp(tiny_mlp, blobs, CFG, imp, seed=0)
-    tickets = [r for r in res.rounds if r.variant == "ticket"]
+    tickets = [r for r in res.rows if r.variant == "ticket"]
     assert [r.round for r in tickets] == [0, 1, 2, 3]
     # per-layer counts follow the rates exactly: fc1 12*32=384, fc2 32*32=1024, out 32*3=96
     counts = {"fc1.weight": 384, "fc2.weight": 1024, "out.weight": 96}
@@ -25,11 +28,11 @@ def test_imp_bookkeeping_and_rewind_to_init(blobs):
         assert (b.mask - a.mask).kept() == 0
     # controls: same per-layer counts, trained, and present in the table
     for variant in ("reinit", "random_mask"):
-        ctrl = [r for r in res.rounds if r.variant == variant]
+        ctrl = [r for r in res.rows if r.variant == variant]
         assert [r.round for r in ctrl] == [1, 2, 3]
         for c, t in zip(ctrl, tickets[1:]):
             assert c.mask.layer_counts() == t.mask.layer_counts()
-    rm = [r for r in res.rounds if r.variant == "random_mask"][-1]
+    rm = [r for r in res.rows if r.variant == "random_mask"][-1]
     assert rm.mask.overlap(tickets[-1].mask) < 0.9
     df = res.table()
     assert set(df.variant) == {"ticket", "reinit", "random_mask"}
@@ -39,16 +42,16 @@ def test_imp_bookkeeping_and_rewind_to_init(blobs):
 
 def test_survivors_start_from_initial_values(blobs, monkeypatch):
     """Rewinding to init: at the start of round 1 the kept weights equal θ0 and pruned ones are 0."""
-    import prunelab.procedures.imp as imp_mod
+    import prunelab.procedures.base as base_mod
     starts = []
-    real_train = imp_mod.train
+    real_train = base_mod.train
 
     def spy(model, data, cfg, **kw):
         starts.append(({k: v.clone() for k, v in model.state_dict().items()}, kw.get("mask"),
                        kw.get("start_iteration", 0)))
         return real_train(model, data, cfg, **kw)
 
-    monkeypatch.setattr(imp_mod, "train", spy)
+    monkeypatch.setattr(base_mod, "train", spy)
     run_imp(tiny_mlp, blobs, CFG, IMPConfig(rounds=1, rate=0.5), seed=0)
     theta0 = tiny_mlp(0).state_dict()
     state1, mask1, _ = starts[1]
@@ -59,15 +62,15 @@ def test_survivors_start_from_initial_values(blobs, monkeypatch):
 
 
 def test_rewind_iteration_and_lr_rewinding(blobs, monkeypatch):
-    import prunelab.procedures.imp as imp_mod
+    import prunelab.procedures.base as base_mod
     starts = []
-    real_train = imp_mod.train
+    real_train = base_mod.train
 
     def spy(model, data, cfg, **kw):
         starts.append(({k: v.clone() for k, v in model.state_dict().items()}, kw))
         return real_train(model, data, cfg, **kw)
 
-    monkeypatch.setattr(imp_mod, "train", spy)
+    monkeypatch.setattr(base_mod, "train", spy)
     res = run_imp(tiny_mlp, blobs, CFG, IMPConfig(rounds=1, rate=0.5, rewind="iteration", rewind_iteration=5))
     assert starts[1][1]["start_iteration"] == 5
     from prunelab import train
@@ -76,7 +79,7 @@ def test_rewind_iteration_and_lr_rewinding(blobs, monkeypatch):
     for n in mask1:
         kept = mask1.expanded(n)
         assert torch.equal(starts[1][0][n][kept], theta5[n][kept])
-    assert len(res.rounds) == 2
+    assert len(res.rows) == 2
     starts.clear()
     run_imp(tiny_mlp, blobs, CFG, IMPConfig(rounds=1, rate=0.5, rewind="lr"))
     # LR rewinding keeps the trained values of the survivors and replays the schedule from 0
@@ -88,7 +91,7 @@ def test_rewind_iteration_and_lr_rewinding(blobs, monkeypatch):
 def test_oneshot_reaches_target_sparsity(blobs):
     ft = TrainConfig(optimizer="adam", lr=1e-3, batch_size=32, epochs=1)
     res = run_oneshot(tiny_mlp, blobs, CFG, 0.8, rewind="finetune", finetune=ft, allocation="global")
-    last = res.rounds[-1]
+    last = res.rows[-1]
     assert last.kept == last.total - round(0.8 * last.total)
     assert last.final["test_acc"] > 0.5
 
@@ -115,42 +118,47 @@ def test_resume_after_crash_gives_identical_results(blobs, tmp_path):
             raise Crash
 
     with pytest.raises(Crash):
-        run_imp(tiny_mlp, blobs, CFG, imp, seed=4, resume=tmp_path, on_round=crash_in_round_2)
-    from prunelab.procedures.resume import RoundStore
-    assert RoundStore(tmp_path).finished_rounds() == [0, 1]
-    computed = []
-    resumed = run_imp(tiny_mlp, blobs, CFG, imp, seed=4, resume=tmp_path, on_round=computed.append)
-    assert sorted({r.round for r in computed}) == [2, 3]  # rounds 0-1 came from disk
+        run_imp(tiny_mlp, blobs, CFG, imp, seed=4, checkpoints=tmp_path, on_row=crash_in_round_2)
+    ck = Checkpoints(tmp_path)
+    resumed = run_imp(tiny_mlp, blobs, CFG, imp, seed=4, checkpoints=ck)
+    # trainings 0-4 (dense; ticket and control of rounds 1 and 2) came from disk, 5-6 were computed
+    assert [(s, kind) for s, kind, _ in ck.resumed] == [(i, "final") for i in range(5)]
     assert resumed.table().equals(clean.table())
-    for a, b in zip(resumed.rounds, clean.rounds):
+    for a, b in zip(resumed.rows, clean.rows):
         assert a.mask == b.mask
 
 
-def test_damaged_round_checkpoint_is_recomputed(blobs, tmp_path):
+def test_crash_mid_training_resumes_from_the_partial_checkpoint(blobs, tmp_path):
+    imp = IMPConfig(rounds=2, rate=0.4, controls=("reinit",))
+    clean = run_imp(tiny_mlp, blobs, CFG, imp, seed=5)
+    steps = []
+
+    def crash_at_step_29(opt, args, kwargs):   # 24 steps per training: step 5 of round 1's ticket
+        steps.append(1)
+        if len(steps) == 29:
+            raise Crash
+
+    handle = register_optimizer_step_post_hook(crash_at_step_29)
+    try:
+        with pytest.raises(Crash):
+            run_imp(tiny_mlp, blobs, CFG, imp, seed=5, checkpoints=Checkpoints(tmp_path, every_iterations=3))
+    finally:
+        handle.remove()
+    ck = Checkpoints(tmp_path, every_iterations=3)
+    resumed = run_imp(tiny_mlp, blobs, CFG, imp, seed=5, checkpoints=ck)
+    assert ck.resumed == [(0, "final", 24), (1, "partial", 3)]
+    assert resumed.table().equals(clean.table())
+    assert [r.mask for r in resumed.rows] == [r.mask for r in clean.rows]
+
+
+def test_damaged_checkpoint_is_recomputed_never_used(blobs, tmp_path):
     imp = IMPConfig(rounds=2, rate=0.4)
-    clean = run_imp(tiny_mlp, blobs, CFG, imp, seed=1, resume=tmp_path)
-    from prunelab.procedures.resume import RoundStore
-    state = tmp_path / "round_002" / "state_model.safetensors"
-    state.write_bytes(state.read_bytes()[:-10])  # truncated: round 2 is redone from round 1's state
-    assert RoundStore(tmp_path).finished_rounds() == [0, 1]
-    computed = []
-    again = run_imp(tiny_mlp, blobs, CFG, imp, seed=1, resume=tmp_path, on_round=computed.append)
-    assert [r.round for r in computed] == [2]
+    clean = run_imp(tiny_mlp, blobs, CFG, imp, seed=1, checkpoints=tmp_path)
+    final = json.loads((tmp_path / "stage_0001" / "final.json").read_text())
+    tensors = tmp_path / "stage_0001" / final["tensors"]
+    tensors.write_bytes(tensors.read_bytes()[:-10])  # truncated: fails its sha256, training 1 is redone
+    ck = Checkpoints(tmp_path)
+    again = run_imp(tiny_mlp, blobs, CFG, imp, seed=1, checkpoints=ck)
+    assert [s for s, _, _ in ck.resumed] == [0, 2]
     assert again.table().equals(clean.table())
-    mask_file = tmp_path / "round_001" / "mask_ticket.safetensors"
-    mask_file.write_bytes(mask_file.read_bytes()[:-10])  # round 0 kept no model state: start over
-    assert RoundStore(tmp_path).finished_rounds() == [0] and RoundStore(tmp_path).latest() is None
-    computed.clear()
-    again = run_imp(tiny_mlp, blobs, CFG, imp, seed=1, resume=tmp_path, on_round=computed.append)
-    assert [r.round for r in computed] == [0, 1, 2]
-    assert again.table().equals(clean.table())
-    assert RoundStore(tmp_path).finished_rounds() == [0, 1, 2]
-
-
-def test_round_store_keeps_only_the_newest_model_state(blobs, tmp_path):
-    run_imp(tiny_mlp, blobs, CFG, IMPConfig(rounds=3, rate=0.4), seed=2, resume=tmp_path)
-    states = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("state_*.safetensors"))
-    assert states == ["round_000/state_init.safetensors", "round_000/state_rewind.safetensors",
-                      "round_002/state_model.safetensors", "round_003/state_model.safetensors"]
-    from prunelab.procedures.resume import RoundStore
-    assert RoundStore(tmp_path).finished_rounds() == [0, 1, 2, 3]
+    assert not list(tmp_path.rglob("partial*"))   # a finished training keeps only its final record

@@ -8,7 +8,8 @@ from prunelab.errors import ConfigError
 from prunelab.experiments import ExperimentSpec
 from prunelab.primitives import Mask
 from prunelab.primitives.ratios import ratio_mask, smart_ratio_counts
-from prunelab.procedures.sanity import SanityConfig, _start_state, run_sanity, sc_lt_mask
+from prunelab.procedures import run_procedure
+from prunelab.procedures.sanity import SanityConfig, _start_state, sc_lt_mask
 from prunelab.training import TrainConfig, snapshot
 
 
@@ -55,9 +56,9 @@ def test_run_sanity_rows_masks_and_shared_dense_runs():
                        sparsities=(0.6,), data_checks=("random_labels",), ticket_checks=("shuffle",),
                        checked_methods=("snip", "lt", "lr_rewind", "hybrid"), samples_per_class=4,
                        synflow_iterations=5)
-    res = run_sanity(model_fn, _data(), CFG, cfg, seed=0, on_round=on_round)
-    rows = {r.variant: r for r in res.rounds}
-    assert len(res.rounds) == cfg.trainings() == 2 + 4 * 3 + 3
+    res = run_procedure(model_fn, _data(), CFG, cfg, seed=0, on_row=on_round)
+    rows = {r.variant: r for r in res.rows}
+    assert len(res.rows) == cfg.trainings() == 2 + 4 * 3 + 3
     assert set(rows) == {"dense", "dense/random_labels", "snip", "snip/random_labels", "snip/shuffle", "grasp",
                          "synflow", "lt", "lt/random_labels", "lt/shuffle", "lr_rewind", "lr_rewind/random_labels",
                          "lr_rewind/shuffle", "random", "hybrid", "hybrid/random_labels", "hybrid/shuffle"}
@@ -76,7 +77,7 @@ def test_run_sanity_rows_masks_and_shared_dense_runs():
     assert rows["lt/shuffle"].mask == rows["lt"].mask
     assert rows["snip/random_labels"].mask != rows["snip"].mask
     assert rows["dense/random_labels"].extra["data_check"] == "random_labels"
-    assert all(0 <= r.final["test_acc"] <= 1 for r in res.rounds)
+    assert all(0 <= r.final["test_acc"] <= 1 for r in res.rows)
 
 
 def test_start_states():
@@ -125,9 +126,9 @@ def test_lt_rewind_erk_random_and_reinit_check():
 
     cfg = SanityConfig(methods=("lt_rewind", "random"), sparsities=(0.5, 0.8), ratio="erk", rewind_iteration=1,
                        ticket_checks=("reinit",), lt_scope="conv_linear")
-    res = run_sanity(model_fn, _data(), CFG, cfg, seed=3)
-    rows = {(r.variant, r.round): r for r in res.rounds}
-    assert len(res.rounds) == cfg.trainings() == 1 + 2 * 4
+    res = run_procedure(model_fn, _data(), CFG, cfg, seed=3)
+    rows = {(r.variant, r.round): r for r in res.rows}
+    assert len(res.rows) == cfg.trainings() == 1 + 2 * 4
     for rnd, s in enumerate((0.5, 0.8)):
         for v in ("lt_rewind", "lt_rewind/reinit", "random", "random/reinit"):
             r = rows[v, rnd]

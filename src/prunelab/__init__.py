@@ -2,7 +2,7 @@
 from .errors import (ChecksumError, ConfigError, DataNotFoundError, PrunelabError, TrainingDivergedError,
                      UnknownNameError)
 from .primitives import Mask, MaskEnforcer, resolve_scope
-from .procedures import IMPConfig, IMPResult, run_imp, run_oneshot
+from .procedures import IMPConfig, ProcedureResult, run_imp, run_oneshot, run_procedure
 from .pruning import prune
 from .training import TrainConfig, evaluate, train
 
@@ -19,7 +19,7 @@ def __getattr__(name):  # models and data import lazily: heavy registries, optio
     raise AttributeError(f"module 'prunelab' has no attribute {name!r}")
 
 
-__all__ = ["ChecksumError", "ConfigError", "DataNotFoundError", "IMPConfig", "IMPResult", "Mask",
+__all__ = ["ChecksumError", "ConfigError", "DataNotFoundError", "IMPConfig", "Mask",
            "MaskEnforcer", "PrunelabError", "TrainConfig", "TrainingDivergedError", "UnknownNameError",
-           "build_model", "evaluate", "list_datasets", "list_models", "load_dataset", "prune",
-           "register_model", "resolve_scope", "run_imp", "run_oneshot", "train", "__version__"]
+           "ProcedureResult", "build_model", "evaluate", "list_datasets", "list_models", "load_dataset", "prune",
+           "register_model", "resolve_scope", "run_imp", "run_oneshot", "run_procedure", "train", "__version__"]

@@ -58,7 +58,7 @@ def _cmd_run(args) -> int:
     runs = load_plan(_spec_path(args.spec), args.set or [])   # validates everything before writing anything
     root = _results_root(args)
     if args.dry_run:
-        from .experiments.runner import artifacts_intact
+        from .experiments.provenance import artifacts_intact
         store = Store(root) if (root / "prunelab.db").is_file() else None
         for r in runs:
             row = store.get_run(r.run_id) if store else None
@@ -89,7 +89,7 @@ def _cmd_run(args) -> int:
 
 # status / results / report -----------------------------------------------------------------------------
 def _cmd_status(args) -> int:
-    from .experiments.runner import lease_alive
+    from .experiments.leases import lease_alive
     from .experiments.tables import status_table
 
     store = _open_store(args)

@@ -33,7 +33,7 @@ def run_demo(out: str | Path = "prunelab-demo", *, seeds=(0, 1), rounds: int = 6
     except ImportError:  # pragma: no cover
         bar = None
     for seed in seeds:
-        res = run_imp(model_fn, data, cfg, imp, seed=seed, on_round=lambda r: bar.update(1) if bar else None)
+        res = run_imp(model_fn, data, cfg, imp, seed=seed, on_row=lambda r: bar.update(1) if bar else None)
         frames.append(res.table().assign(seed=seed, run_id=f"demo-seed{seed}", name="demo",
                                          label="IMP, rewind to init", model="lenet300_100",
                                          dataset="mnist1d", procedure="imp"))

@@ -1,6 +1,7 @@
-"""Atomic, pickle-free persistence: tensors in safetensors, metadata in JSON."""
+"""Atomic, pickle-free persistence: tensors in safetensors, metadata in JSON; file digests."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -60,3 +61,18 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu"
         meta = f.metadata() or {}
     tensors = load_file(str(path), device=str(device))
     return tensors, json.loads(meta.get("prunelab", "{}"))
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes with any :mod:`hashlib` algorithm (md5 for dataset checksums, ...),
+    read in 1 MiB chunks so large files never sit in memory."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of a file (hex): how artifacts and checkpoints are verified."""
+    return file_digest(path, "sha256")

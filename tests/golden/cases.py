@@ -101,10 +101,10 @@ def golden_rows(rounds) -> list[dict]:
     return [{**_plain(r.row()), "mask_sha256": mask_sha256(r.mask), "history": _plain(r.history)} for r in rounds]
 
 
-def run_case(name: str):
+def run_case(name: str, checkpoints=None):
     """The case's rounds, computed through the procedure contract as it stands."""
     from golden.compute import compute
-    return compute(name)
+    return compute(name, checkpoints)
 
 
 if __name__ == "__main__":

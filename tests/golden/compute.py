@@ -5,19 +5,14 @@ from pydantic import TypeAdapter
 
 from golden.cases import CASES, SEED, data_for, model_fn_for
 from prunelab.experiments.spec import ProcedureSpec
-from prunelab.procedures import run_imp
+from prunelab.procedures import run_procedure
 from prunelab.training import TrainConfig
 
 
-def compute(name: str):
+def compute(name: str, checkpoints=None):
     model, proc, train, finetune = CASES[name]
     spec = TypeAdapter(ProcedureSpec).validate_python(proc)
-    data = data_for(model)
-    cfg = TrainConfig(**train)
-    ft = TrainConfig(**finetune) if finetune else None
-    if hasattr(spec, "imp_config"):
-        res = run_imp(model_fn_for(model), data, cfg, spec.imp_config(), seed=SEED, finetune=ft,
-                      keep_history=True)
-    else:
-        res = spec.run(model_fn_for(model), data, cfg, seed=SEED, keep_history=True, finetune=ft)
-    return res.rounds
+    res = run_procedure(model_fn_for(model), data_for(model), TrainConfig(**train), spec, seed=SEED,
+                        finetune=TrainConfig(**finetune) if finetune else None, keep_history=True,
+                        checkpoints=checkpoints)
+    return res.rows

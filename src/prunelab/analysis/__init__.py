@@ -1,7 +1,9 @@
-"""Analysis: flatness measures (Hessian spectrum, gradient covariance) and the statistics of GST."""
-from .correlation import config_summary, correlate, pairwise_welch, welch
-from .flatness import (flatness_measures, grad_cov_trace, hessian_eigs, hvp, model_hessian_eigs,
-                       perturbation_curves)
+"""Analysis: the statistics of results (t-based CIs over seeds, Pearson/Kendall correlations, Welch t-tests).
 
-__all__ = ["config_summary", "correlate", "flatness_measures", "grad_cov_trace", "hessian_eigs", "hvp",
-           "model_hessian_eigs", "pairwise_welch", "perturbation_curves", "welch"]
+Flatness measures of a model (Hessian spectrum, gradient covariance) are :mod:`prunelab.training.flatness`;
+plots are :mod:`prunelab.report`.
+"""
+from .correlation import config_summary, correlate, pairwise_welch, welch
+from .stats import mean_std_ci, t_halfwidth
+
+__all__ = ["config_summary", "correlate", "mean_std_ci", "pairwise_welch", "t_halfwidth", "welch"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from ..report.stats import t_halfwidth
+from .stats import mean_std_ci
 
 
 def _pair(x, y) -> tuple[np.ndarray, np.ndarray]:
@@ -54,11 +54,8 @@ def config_summary(df: pd.DataFrame, metrics, by: str = "config") -> pd.DataFram
     for key, g in df.groupby(by, sort=False):
         row = {by: key, "n": len(g)}
         for m in metrics:
-            x = g[m].to_numpy(dtype=float)
-            x = x[~np.isnan(x)]
-            row[f"{m}_mean"] = float(x.mean()) if x.size else math.nan
-            row[f"{m}_std"] = float(x.std(ddof=1)) if x.size > 1 else math.nan
-            row[f"{m}_ci95"] = t_halfwidth(x)
+            s = mean_std_ci(g[m])
+            row.update({f"{m}_{k}": s[k] for k in ("mean", "std", "ci95")})
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -8,10 +8,11 @@ MNIST-1D batches are flat (N, 40) float32; image batches are (N, C, H, W) float3
 
 from prunelab.data.augment import Augmentation, random_crop, random_crop_flip, random_hflip
 from prunelab.data.dataset import Dataset, Split, subsample
-from prunelab.data.download import download_url, extract_tar, file_digest
+from prunelab.data.download import download_url, extract_tar
 from prunelab.data.files import LAYOUTS, default_root, ensure_files
 from prunelab.data.formats import DataFormatError, read_cifar_bin, read_idx
 from prunelab.data.registry import DATASETS, DatasetInfo, dataset_info, list_datasets, load_dataset
+from prunelab.io import file_digest
 
 __all__ = [
     "Augmentation", "DATASETS", "DataFormatError", "Dataset", "DatasetInfo", "LAYOUTS", "Split",

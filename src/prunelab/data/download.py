@@ -22,19 +22,11 @@ from tqdm import tqdm
 from prunelab.errors import ChecksumError
 from prunelab.data.formats import DataFormatError
 
-__all__ = ["file_digest", "download_url", "extract_tar"]
+__all__ = ["download_url", "extract_tar"]
 
 _CHUNK = 1 << 20
 # tarfile.FilterError only exists where extraction filters do (3.10.12+, 3.11.4+).
 _FILTER_ERROR = getattr(tarfile, "FilterError", DataFormatError)
-
-
-def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _content_length(resp) -> int | None:

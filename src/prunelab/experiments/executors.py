@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 
 from ..errors import ConfigError
 from .plan import PlannedRun
-from .runner import Log, RunOutcome, execute_run
+from .execute import Log, RunOutcome, execute_run
 from .spec import ExperimentSpec
 
 EXECUTORS = ("local", "ray")

@@ -14,21 +14,14 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..procedures import IMPConfig
-from ..procedures.supermask import CriterionSupermaskConfig, LearnedSupermaskConfig
-from ..procedures.continuous import ContinuousProcedure
-from ..procedures.dsd import DSDProcedure
-from ..procedures.gradual import GMPProcedure
-from ..procedures.l0_training import L0Procedure
-from ..procedures.slimming import SlimmingProcedure
-from ..procedures.sanity import SanityProcedure
-from ..procedures.stability import StabilityProcedure
+from ..procedures import PROCEDURES
 from ..training import TrainConfig
 
 RUN_ID_CHARS = 16
 
 # (path in the spec) -> left out of the run id: they change where or how fast a run computes, not what.
-EXECUTION_ONLY = (("dataset", "root"), ("threads",), ("train", "progress"), ("finetune", "progress"))
+EXECUTION_ONLY = (("dataset", "root"), ("threads",), ("train", "progress"), ("finetune", "progress"),
+                  ("checkpoint",))
 
 
 class _Strict(BaseModel):
@@ -107,88 +100,17 @@ class DatasetSpec(_Strict):
         return kw
 
 
-class IMPProcedure(IMPConfig):
-    """Iterative magnitude pruning (``prunelab.procedures.run_imp``); every IMPConfig field."""
-
-    kind: Literal["imp"] = "imp"
-
-    def imp_config(self) -> IMPConfig:
-        return IMPConfig(**self.model_dump(exclude={"kind"}))
-
-    def trainings(self) -> int:
-        return 1 + self.rounds * (1 + len(self.controls))
+# Every registered procedure kind (prunelab.procedures.base.register_procedure) is a spec section.
+ProcedureSpec = Annotated[Union[tuple(PROCEDURES.values())], Field(discriminator="kind")]
+PROCEDURE_KINDS = tuple(PROCEDURES)
 
 
-class OneShotProcedure(_Strict):
-    """Train dense, prune to ``sparsity`` at once, then rewind and retrain (or fine-tune)."""
+class CheckpointSpec(_Strict):
+    """How often a training run writes a resumable checkpoint (any trigger that is due writes one)."""
 
-    kind: Literal["oneshot"] = "oneshot"
-    sparsity: float = Field(..., ge=0, lt=1)
-    rewind: Literal["init", "iteration", "lr", "finetune"] = "finetune"
-    rewind_iteration: int = Field(0, ge=0)
-    allocation: Literal["layerwise", "global"] = "layerwise"
-    rounding: Literal["plain", "official"] = "plain"
-    score: str = "magnitude"
-    scope: Union[str, list[str], None] = None
-    ties: Literal["random", "index", "keep"] = "random"
-    controls: tuple[Literal["reinit", "random_mask"], ...] = ()
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        if self.rewind != "iteration" and self.rewind_iteration:
-            raise ValueError(f"rewind_iteration={self.rewind_iteration} needs rewind='iteration', "
-                             f"got rewind={self.rewind!r}")
-        return self
-
-    def imp_config(self) -> IMPConfig:
-        return IMPConfig(rounds=1, **self.model_dump(exclude={"kind"}))
-
-    def trainings(self) -> int:
-        return 2 + len(self.controls)
-
-
-class CriterionSupermaskProcedure(CriterionSupermaskConfig):
-    """Zhou et al.'s criterion supermasks: one dense training, then one-shot masks on the untrained
-    weights at pruned fractions 1 - (1 - rate)^p, p = 0..powers, evaluated without training."""
-
-    kind: Literal["criterion_supermask"] = "criterion_supermask"
-
-    def trainings(self) -> int:
-        return 1
-
-    def run(self, model_fn, data, train_cfg, *, seed, keep_history=False, on_round=None, **_):
-        from ..procedures.supermask import run_criterion_supermask
-        cfg = CriterionSupermaskConfig(**self.model_dump(exclude={"kind"}))
-        return run_criterion_supermask(model_fn, data, train_cfg, cfg, seed=seed, keep_history=keep_history,
-                                       on_round=on_round)
-
-
-class SupermaskProcedure(LearnedSupermaskConfig):
-    """Zhou et al.'s learned supermask: frozen initial weights, a Bernoulli mask trained with the
-    straight-through gradient; accuracy = mean over ``eval_samples`` sampled masks."""
-
-    kind: Literal["supermask"] = "supermask"
-
-    def trainings(self) -> int:
-        return 1
-
-    def run(self, model_fn, data, train_cfg, *, seed, keep_history=False, on_round=None, **_):
-        from ..procedures.supermask import run_learned_supermask
-        cfg = LearnedSupermaskConfig(**self.model_dump(exclude={"kind"}))
-        return run_learned_supermask(model_fn, data, train_cfg, cfg, seed=seed, keep_history=keep_history,
-                                     on_round=on_round)
-
-
-# Every procedure kind of the spec. A procedure spec class has a ``kind`` literal, ``trainings()`` and
-# either ``imp_config()`` (run by run_imp, resumable by round) or ``run(model_fn, data, train_cfg, *, seed,
-# keep_history, on_round, finetune)`` returning an IMPResult. Add new kinds to this tuple.
-PROCEDURES: tuple = (
-    IMPProcedure, OneShotProcedure, CriterionSupermaskProcedure, SupermaskProcedure,
-    ContinuousProcedure, GMPProcedure, L0Procedure, SlimmingProcedure, DSDProcedure,
-    SanityProcedure, StabilityProcedure,
-)
-ProcedureSpec = Annotated[Union[PROCEDURES], Field(discriminator="kind")]
-PROCEDURE_KINDS = tuple(p.model_fields["kind"].default for p in PROCEDURES)
+    every_epochs: Optional[float] = Field(1, gt=0)
+    every_seconds: Optional[float] = Field(300.0, gt=0)
+    every_iterations: Optional[int] = Field(None, ge=1)
 
 
 class ExperimentSpec(_Strict):
@@ -202,12 +124,13 @@ class ExperimentSpec(_Strict):
     finetune: Optional[TrainConfig] = None  # the training of rewind="finetune" rounds
     seed: int = Field(0, ge=0)
     threads: Optional[int] = Field(None, ge=1)  # torch CPU threads; default: set by the executor
+    checkpoint: CheckpointSpec = CheckpointSpec()   # not part of the run id: it says how, not what
 
     @model_validator(mode="after")
     def _finetune_given(self):
-        if getattr(self.procedure, "rewind", None) == "finetune" and self.finetune is None:
-            raise ValueError("procedure.rewind='finetune' needs a finetune training config "
-                             "(finetune: {optimizer: ..., lr: ..., epochs: ...})")
+        if self.procedure.needs_finetune() and self.finetune is None:
+            raise ValueError(f"procedure {self.procedure.kind!r} with rewind='finetune' needs a finetune training "
+                             f"config (finetune: {{optimizer: ..., lr: ..., epochs: ...}})")
         return self
 
     def canonical(self) -> dict:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .runner import VARIANT_ORDER
+from .results import VARIANT_ORDER
 
 METRICS = ("test_acc", "early_stop_test_acc", "val_acc", "test_loss", "val_loss")
 

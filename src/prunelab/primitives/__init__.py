@@ -1,5 +1,5 @@
 """Primitives: masks, scopes, scores, allocation, selection, enforcement, weight actions."""
-from .actions import random_mask_like
+from .masks import random_mask_like
 from . import criteria as _criteria  # registers the DLT mask criteria as scores
 from . import init_scores as _init_scores  # registers snip, grasp, synflow
 from . import filter_scores as _filter_scores  # registers l1, ebn, ebn_signed, activations

@@ -34,6 +34,13 @@ class MaskEnforcer:
             f.copy_(self.mask.expanded(n))
             self.factors.append(f)
 
+    def set_mask(self, mask: Mask) -> None:
+        """Enforce ``mask`` from now on (a gradual schedule changed it); zeroes newly pruned weights now."""
+        mask.check(self.model)
+        self.mask = mask
+        self.refresh()
+        self.apply()
+
     @torch.no_grad()
     def apply(self) -> None:
         torch._foreach_mul_(self.params, self.factors)

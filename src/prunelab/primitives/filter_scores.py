@@ -78,6 +78,7 @@ class ActivationTracker:
         self.every, self.momentum = every, momentum
         self.values: dict[str, torch.Tensor] = {}
         self._calls: dict[str, int] = {}
+        self._device = next(model.parameters()).device
         self._hooks = []
         pairs = conv_bn_pairs(model)
         shortcuts = block_shortcuts(model)
@@ -103,6 +104,13 @@ class ActivationTracker:
         a = out.detach().float().abs().mean(dim=(0, 2, 3))
         old = self.values.get(conv)
         self.values[conv] = a if old is None else (1 - self.momentum) * old + self.momentum * a
+
+    def state_dict(self) -> dict:
+        return {"values": dict(self.values), "calls": dict(self._calls)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.values = {c: v.to(self._device) for c, v in state["values"].items()}
+        self._calls = dict(state["calls"])
 
     def remove(self) -> None:
         for h in self._hooks:

@@ -226,3 +226,15 @@ def _granular_shape(shape: tuple, granularity: str) -> tuple:
             raise ConfigError(f"granularity 'channel' needs a parameter with >= 2 dims, got shape {shape}")
         return (1, shape[1]) + (1,) * (len(shape) - 2)
     raise ConfigError(f"unknown granularity {granularity!r}; allowed: weight, filter, channel")
+
+
+def random_mask_like(mask: Mask, generator: torch.Generator | None = None) -> Mask:
+    """A mask with the same kept count in every layer, at uniformly random positions."""
+    out = {}
+    for n, m in mask.items():
+        k = int(m.sum())
+        order = torch.randperm(m.numel(), generator=generator)
+        flat = torch.zeros(m.numel(), dtype=torch.bool)
+        flat[order[:k]] = True
+        out[n] = flat.view(m.shape).to(m.device)
+    return Mask(out, mask.shapes)

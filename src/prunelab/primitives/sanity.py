@@ -22,7 +22,7 @@ from typing import Mapping, Optional
 import torch
 
 from ..errors import ConfigError, unknown_name
-from .actions import random_mask_like
+from .masks import random_mask_like
 from .masks import Mask
 from .weight_actions import apply_kept_action
 

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_name
 from .masks import Mask
 
 TIE_RULES = ("random", "index", "keep")
@@ -147,3 +147,22 @@ def _select_global_with_floor(scores, mask, keep, floors, ties, generator) -> Ma
     remaining = mask - base
     extra = select_global(scores, remaining, rest, ties=ties, generator=generator)
     return base | extra
+
+
+FILTER_TARGETS = ("small", "large", "random")
+
+
+def select_filters(scores: dict, mask: Mask, counts: dict[str, int], target: str, *, ties: str = "index",
+                   generator: torch.Generator | None = None) -> Mask:
+    """Keep ``counts[name]`` filters per layer: remove the lowest scores (``small``), the highest
+    (``large``) or uniformly random unpruned filters (``random``). With ``ties="index"`` the lower channel
+    index goes first among equal scores (GST's rule)."""
+    if target == "small":
+        rank = scores
+    elif target == "large":
+        rank = {n: -s for n, s in scores.items()}
+    elif target == "random":
+        rank = {n: torch.rand(s.shape, generator=generator).to(s.device) for n, s in scores.items()}
+    else:
+        raise unknown_name("pruning target", target, FILTER_TARGETS)
+    return select_layerwise(rank, mask, counts, ties=ties, generator=generator)

@@ -23,13 +23,6 @@ RESET_RULES = ("paper", "code")
 TEMPERATURE_UNITS = ("epoch", "iteration")
 
 
-def temperature(step: int, n_steps: int, beta_final: float) -> float:
-    """β = β_T^{step/(n_steps−1)}: 1 at step 0, exactly β_T at the last step (step = n_steps − 1)."""
-    if n_steps <= 1 or step >= n_steps - 1:
-        return float(beta_final)
-    return float(beta_final) ** (step / (n_steps - 1))
-
-
 class ContinuousSparsificationMask(LearnedMask):
     """Soft masks σ(β s)·c over ``scope`` of ``model``; ``hard`` switches to the binary ticket mask."""
 

@@ -12,24 +12,34 @@ Ticket: the binary mask 1[s > 0] (times the same constant c), the network rewoun
 trained T epochs with a fresh weight optimiser (``final="rewind"``). ``final="finetune"`` keeps the trained
 weights and trains with the ``finetune`` config instead (CS used as a pruning method); ``final="none"``
 stops after the search. Several s0 values as runs of one sweep are the parallel ticket search.
+
+Rows: variant ``search`` (stage index = search round 0..R−1) and ``ticket`` (stage index R). The result
+keeps the wrapper (``result.model``), the per-epoch temperatures of each round (``info["temperatures"]``)
+and the rewind point (``states["rewind"]``, and ``states["ticket_start"]`` as the ticket starts).
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, Optional, Union
+from typing import ClassVar, Literal, Optional, Union
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from ..primitives.soft_mask import RESET_RULES, TEMPERATURE_UNITS, ContinuousSparsificationMask, temperature
+from ..errors import ConfigError
+from ..primitives.schedules import temperature
+from ..primitives.soft_mask import RESET_RULES, TEMPERATURE_UNITS, ContinuousSparsificationMask
 from ..seeding import derive_seed
-from ..training import TrainConfig, restore, snapshot, train
-from ..training.loop import build_optimizer, evaluate
-from .imp import IMPResult, ModelFn, RoundResult
+from ..training import TrainConfig, restore, snapshot
+from ..training.loop import build_optimizer
+from .base import Procedure, ProcedureResult, RunContext, register_procedure
 
 
-class ContinuousConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@register_procedure("cs")
+class ContinuousConfig(Procedure):
+    """Continuous sparsification search rounds, then the rewound ticket."""
+
+    kind: Literal["cs"] = "cs"
+    stage_index: ClassVar[str] = "search round 0..R-1 (variant search), R for the ticket"
 
     s0: float = 0.0                       # score initialisation: larger keeps more weights
     scale: bool = True                    # multiply masks by 1/σ(s0) (official code) so they start at 1
@@ -42,6 +52,12 @@ class ContinuousConfig(BaseModel):
     final: Literal["rewind", "finetune", "none"] = "rewind"
     mask_lr: Optional[float] = Field(None, gt=0)   # default: the weights' lr
     scope: Union[str, list[str], None] = None     # the paper's: "conv3x3"
+
+    def trainings(self) -> int:
+        return self.rounds + (self.final != "none")
+
+    def run(self, ctx: RunContext) -> ProcedureResult:
+        return _run_continuous(self, ctx)
 
 
 class TemperatureSchedule:
@@ -72,6 +88,13 @@ class TemperatureSchedule:
     def __call__(self, it: int, model) -> None:
         self.set(it)
 
+    def state_dict(self) -> dict:
+        return {"beta": self.cs.beta, "per_epoch": list(self.per_epoch)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.cs.beta = state["beta"]
+        self.per_epoch = list(state["per_epoch"])
+
 
 class FollowSchedule:
     """Callback giving an extra optimiser (mask scores, gates) the weights' learning-rate schedule."""
@@ -91,112 +114,68 @@ def mask_optimizer(cfg: TrainConfig, params, lr: Optional[float] = None) -> torc
     return build_optimizer(cfg.model_copy(update={"weight_decay": 0.0, "lr": lr or cfg.lr}), params)
 
 
-def _eval(model, data, cfg: TrainConfig) -> dict:
-    row = {}
-    for split in cfg.eval_splits:
-        if split == "val" and getattr(data, "val", None) is None:
-            continue
-        row.update(evaluate(model, data, split, batch_size=cfg.eval_batch_size, precision=cfg.precision))
-    return row
-
-
 def _epochs(cfg: TrainConfig, n_train: int) -> float:
     return cfg.total_iterations(n_train) / cfg.iterations_per_epoch(n_train)
 
 
-def run_continuous(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: ContinuousConfig, *, seed: int = 0,
-                   finetune: Optional[TrainConfig] = None, keep_history: bool = False,
-                   on_round: Optional[Callable[[RoundResult], None]] = None,
-                   state: Optional[dict] = None) -> IMPResult:
-    """CS search rounds (variant ``search``, rounds 0..R−1) and the ticket (variant ``ticket``, round R).
-
-    ``state``, if given, receives the wrapper (``"cs"``), the rewind state (``"rewind_state"``) and the
-    temperature per epoch of every search round (``"temperatures"``), for inspection and tests."""
-    model = model_fn(seed)
+def _run_continuous(cfg: ContinuousConfig, ctx: RunContext) -> ProcedureResult:
+    seed, train_cfg, data = ctx.seed, ctx.train_cfg, ctx.data
+    model = ctx.model_fn(seed)
     cs = ContinuousSparsificationMask(model, cfg.scope, s0=cfg.s0, scale=cfg.scale)
     n_train = len(data.train)
     per_epoch = train_cfg.iterations_per_epoch(n_train)
     total = train_cfg.total_iterations(n_train)
     k_it = round(cfg.rewind_epoch * per_epoch)
     if cfg.final == "rewind" and k_it > total:
-        from ..errors import ConfigError
         raise ConfigError(f"rewind_epoch {cfg.rewind_epoch} is past the end of a round "
                           f"({_epochs(train_cfg, n_train):g} epochs)")
     # created once: the score optimiser's momentum carries over between rounds, as in the official code
     score_opt = mask_optimizer(train_cfg, cs.score_parameters(), cfg.mask_lr)
     # and so does the weight optimiser's (spec §5.2b); the ticket gets a fresh one
     weight_opt = build_optimizer(train_cfg, cs.weight_parameters())
-    saved: dict = {}
-    if k_it == 0:
-        saved["rewind"] = snapshot(model)
-
-    def capture(it, _):
-        if it == k_it and "rewind" not in saved:
-            saved["rewind"] = snapshot(model)
-
-    out = IMPResult()
     temps = []
     epochs_spent = 0.0
-
-    def emit(r: RoundResult):
-        out.rounds.append(r)
-        if on_round is not None:
-            on_round(r)
-
+    rewind = None
     for rnd in range(cfg.rounds):
         cs.beta = 1.0
         sched = TemperatureSchedule(cs, cfg.beta_final, cfg.temperature_unit, per_epoch, total)
-        callbacks = [sched, FollowSchedule(score_opt, train_cfg, cfg.mask_lr or train_cfg.lr, n_train)]
-        if rnd == 0:
-            callbacks.append(capture)
-        res = train(cs, data, train_cfg, seed=derive_seed(seed, "cs-round", rnd), optimizer=weight_opt,
-                    penalty=(lambda m: cfg.penalty * m.l1()) if cfg.penalty else None,
-                    extra_optimizers=[score_opt], callbacks=callbacks, desc=f"cs round {rnd}")
+        res = ctx.train(cs, seed=derive_seed(seed, "cs-round", rnd), optimizer=weight_opt,
+                        penalty=(lambda m: cfg.penalty * m.l1()) if cfg.penalty else None,
+                        extra_optimizers=[score_opt], checkpoint_at=(k_it,) if rnd == 0 else (),
+                        callbacks=[sched, FollowSchedule(score_opt, train_cfg, cfg.mask_lr or train_cfg.lr, n_train)],
+                        desc=f"cs round {rnd}")
+        if rnd == 0 and k_it in res.checkpoints:   # the wrapped network's state at the start of epoch k
+            rewind = {n[len("model."):]: v for n, v in res.checkpoints[k_it].items() if n.startswith("model.")}
         epochs_spent += _epochs(train_cfg, n_train)
         temps.append(list(sched.per_epoch))
-        hard = cs.hard_mask().to("cpu")
+        hard = cs.hard_mask()
         cs.hard = True
-        hard_row = _eval(cs, data, train_cfg)
+        hard_row = ctx.evaluate(cs, precision=train_cfg.precision)
         cs.hard = False
-        extra = {"s0": cfg.s0, "beta": cs.beta, "epochs_spent": epochs_spent,
-                 **{f"hard_{k}": v for k, v in hard_row.items()}}
-        emit(RoundResult("search", rnd, hard.kept(), hard.total(), res.final, res.early_stop("val"), hard,
-                         res.history if keep_history else [], extra))
+        ctx.row("search", rnd, hard, res, extra={"s0": cfg.s0, "beta": cs.beta, "epochs_spent": epochs_spent,
+                                                 **{f"hard_{k}": v for k, v in hard_row.items()}})
         if rnd < cfg.rounds - 1:
             cs.reset_scores(cfg.beta_final if cfg.reset == "paper" else 1.0)
     cs.beta = 1.0
-    if state is not None:
-        state.update(cs=cs, rewind_state=saved.get("rewind"), temperatures=temps)
+    ctx.result.model = cs
+    ctx.result.info["temperatures"] = temps
+    if rewind is not None:
+        ctx.result.states["rewind"] = rewind
     if cfg.final == "none":
-        return out
-    mask = cs.hard_mask().to("cpu")
+        return ctx.result
+    mask = cs.hard_mask()
     cs.hard = True
     cs.freeze_scores()
     ft_cfg = train_cfg
     if cfg.final == "rewind":
-        restore(model, saved["rewind"])
-        if state is not None:
-            state["ticket_start"] = snapshot(model)
+        restore(model, rewind)
+        ctx.result.states["ticket_start"] = snapshot(model)
     else:
-        ft_cfg = finetune or train_cfg
-    res = train(cs, data, ft_cfg, seed=derive_seed(seed, "cs-ticket"), params=cs.weight_parameters(),
-                desc="cs ticket")
+        ft_cfg = ctx.finetune or train_cfg
+    res = ctx.train(cs, ft_cfg, seed=derive_seed(seed, "cs-ticket"), params=cs.weight_parameters(),
+                    desc="cs ticket")
     epochs_spent += _epochs(ft_cfg, n_train)
-    emit(RoundResult("ticket", cfg.rounds, mask.kept(), mask.total(), res.final, res.early_stop("val"), mask,
-                     res.history if keep_history else [],
-                     {"s0": cfg.s0, "epochs_spent": epochs_spent, "final": cfg.final}))
-    return out
-
-
-class ContinuousProcedure(ContinuousConfig):
-    """Spec kind ``cs``: continuous sparsification search rounds, then the rewound ticket."""
-
-    kind: Literal["cs"] = "cs"
-
-    def trainings(self) -> int:
-        return self.rounds + (self.final != "none")
-
-    def run(self, model_fn, data, train_cfg, *, seed, keep_history=False, on_round=None, finetune=None, **_):
-        cfg = ContinuousConfig(**self.model_dump(exclude={"kind"}))
-        return run_continuous(model_fn, data, train_cfg, cfg, seed=seed, finetune=finetune,
-                              keep_history=keep_history, on_round=on_round)
+    ctx.row("ticket", cfg.rounds, mask, res, extra={"s0": cfg.s0, "epochs_spent": epochs_spent,
+                                                    "final": cfg.final})
+    ctx.result.states["final"] = snapshot(cs)
+    return ctx.result

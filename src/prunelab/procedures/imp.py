@@ -9,49 +9,67 @@ remaining ones, resets the survivors (``rewind``) and retrains:
 - ``lr``: keep the trained values and replay the learning-rate schedule from the start (Renda et al.);
 - ``finetune``: keep the trained values and train with ``finetune`` (a separate TrainConfig).
 
-Controls, trained with the same budget from the same starting point as the ticket of each round:
-``reinit`` (the ticket's mask on a fresh random initialisation) and ``random_mask`` (random positions with
-the ticket's per-layer counts).
+Controls, trained with the same budget from the same starting point as the ticket of each round, are
+registered in :mod:`prunelab.procedures.controls`: ``reinit`` (the ticket's mask on a fresh random
+initialisation) and ``random_mask`` (random positions with the ticket's per-layer counts).
+
+Rows: variant ``ticket`` or the control's name; the stage index ``round`` is the IMP round (0 = the dense
+training, r = the network after the r-th pruning).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Literal, Optional, Sequence, Union
+from typing import Callable, ClassVar, Literal, Optional, Union
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from torch import nn
+from pydantic import Field, field_validator, model_validator
 
-from ..primitives.actions import random_mask_like
 from ..primitives.criteria import SINGLE, single_mask
+from ..primitives.masks import Mask
+from ..primitives.schedules import geometric_rate
 from ..primitives.weight_actions import (KEPT_ACTIONS, PRUNED_ACTIONS, FrozenWeights, apply_kept_action,
                                          pruned_action)
-from ..primitives.masks import Mask
-from .resume import RoundStore
 from ..pruning import prune
 from ..seeding import derive_seed, generator
-from ..training import TrainConfig, TrainResult, restore, snapshot, train
+from ..training import TrainConfig, restore, snapshot
+from ..training.loop import resolve_device
+from .base import ModelFn, Procedure, ProcedureResult, ResultRow, RunContext, register_procedure, run_procedure
+from .controls import CONTROLS, ControlStart
 
 REWINDS = ("init", "iteration", "lr", "finetune")
-CONTROLS = ("reinit", "random_mask")
+ControlName = Literal[tuple(CONTROLS)]
 
 
-class IMPConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _PruneRounds(Procedure):
+    """What IMP and one-shot pruning share: how each round scores, selects and resets."""
+
+    allocation: Literal["layerwise", "global"] = "layerwise"
+    rounding: Literal["plain", "official"] = "plain"
+    score: str = "magnitude"
+    scope: Union[str, list[str], None] = None
+    ties: Literal["random", "index", "keep"] = "random"
+    rewind_iteration: int = Field(0, ge=0)
+    controls: tuple[ControlName, ...] = ()
+
+    def needs_finetune(self) -> bool:
+        return self.rewind == "finetune"
+
+    def trainings(self) -> int:
+        return 1 + self.rounds * (1 + len(self.controls))
+
+
+@register_procedure("imp")
+class IMPConfig(_PruneRounds):
+    """Iterative magnitude pruning (lottery tickets) with rewinding, weight actions and controls."""
+
+    kind: Literal["imp"] = "imp"
+    stage_index: ClassVar[str] = "IMP round (0 = dense training, r = after the r-th pruning)"
 
     rounds: int = Field(1, ge=0)
     # per-round fraction of remaining weights removed: float, {group or param: rate}, or preset name
     rate: Union[float, dict[str, float], str] = 0.2
     # alternatively a final sparsity reached after `rounds` equal-rate rounds (one-shot: rounds=1)
     sparsity: Optional[float] = Field(None, ge=0, lt=1)
-    allocation: Literal["layerwise", "global"] = "layerwise"
-    rounding: Literal["plain", "official"] = "plain"
-    score: str = "magnitude"
-    scope: Union[str, list[str], None] = None
-    ties: Literal["random", "index", "keep"] = "random"
     rewind: Literal["init", "iteration", "lr", "finetune"] = "init"
-    rewind_iteration: int = Field(0, ge=0)
-    controls: tuple[Literal["reinit", "random_mask"], ...] = ()
     # Zhou et al. 2019 (spec §3.4, §3.5): what kept weights restart from, and what pruned weights are
     kept_action: Literal[KEPT_ACTIONS] = "none"
     kept_rescale: bool = False
@@ -84,132 +102,71 @@ class IMPConfig(BaseModel):
     def round_rate(self):
         if self.sparsity is None:
             return self.rate
-        return 1.0 - (1.0 - self.sparsity) ** (1.0 / self.rounds)
+        return geometric_rate(self.sparsity, self.rounds)
+
+    def run(self, ctx: RunContext) -> ProcedureResult:
+        return _run_imp(self, ctx)
 
 
-@dataclass
-class RoundResult:
-    variant: str          # "ticket", "reinit", "random_mask"
-    round: int
-    kept: int
-    total: int
-    final: dict           # last evaluation row
-    early_stop: dict      # row of minimum validation loss (empty without a validation split)
-    mask: Mask
-    history: list = field(default_factory=list)
-    extra: dict = field(default_factory=dict)   # procedure-specific numbers (stability, flatness, ...)
+@register_procedure("oneshot")
+class OneShotConfig(_PruneRounds):
+    """Train dense, prune to ``sparsity`` at once, then rewind and retrain (or fine-tune): IMP with one
+    round. Rows as IMP's (round 0 dense, round 1 pruned)."""
 
-    @property
-    def density(self) -> float:
-        # An empty mask (e.g. GST's unpruned configs) prunes nothing: the network is fully dense.
-        return self.kept / self.total if self.total else 1.0
+    kind: Literal["oneshot"] = "oneshot"
+    stage_index: ClassVar[str] = "0 = dense training, 1 = the pruned network"
+    rounds: ClassVar[int] = 1
 
-    def row(self) -> dict:
-        out = {"variant": self.variant, "round": self.round, "kept": self.kept, "total": self.total,
-               "remaining_pct": 100.0 * self.density}
-        for k in ("test_acc", "test_loss", "val_acc", "val_loss"):
-            if k in self.final:
-                out[k] = self.final[k]
-        if self.early_stop:
-            out["early_stop_iteration"] = self.early_stop["iteration"]
-            if "test_acc" in self.early_stop:
-                out["early_stop_test_acc"] = self.early_stop["test_acc"]
-        out.update(self.extra)
-        return out
+    sparsity: float = Field(..., ge=0, lt=1)
+    rewind: Literal["init", "iteration", "lr", "finetune"] = "finetune"
 
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.rewind != "iteration" and self.rewind_iteration:
+            raise ValueError(f"rewind_iteration={self.rewind_iteration} needs rewind='iteration', "
+                             f"got rewind={self.rewind!r}")
+        return self
 
-@dataclass
-class IMPResult:
-    rounds: list[RoundResult] = field(default_factory=list)
+    def imp_config(self) -> IMPConfig:
+        return IMPConfig(rounds=1, **self.model_dump(exclude={"kind"}))
 
-    def table(self):
-        import pandas as pd
-        return pd.DataFrame([r.row() for r in self.rounds])
-
-    def masks(self, variant: str = "ticket") -> list[Mask]:
-        return [r.mask for r in self.rounds if r.variant == variant]
-
-
-ModelFn = Callable[[int], nn.Module]
-
-
-def single_round(r: RoundResult, on_round=None) -> IMPResult:
-    """The result of a procedure with one row (one training run): reported, then wrapped."""
-    if on_round is not None:
-        on_round(r)
-    return IMPResult([r])
-
-
-def _record(variant, rnd, mask, res: TrainResult, keep_history) -> RoundResult:
-    return RoundResult(variant, rnd, mask.kept(), mask.total(), res.final, res.early_stop("val"),
-                       mask.clone(), res.history if keep_history else [])
-
-
-_ROW_FIELDS = ("variant", "round", "kept", "total", "final", "early_stop", "history", "extra")
-
-
-def _save_round(store, rnd, results: list[RoundResult], states) -> None:
-    rows = [{f: getattr(r, f) for f in _ROW_FIELDS} for r in results]
-    store.save(rnd, rows, {r.variant: r.mask for r in results}, states)
-
-
-def _load_rounds(store, upto: int, device) -> tuple[list[RoundResult], dict]:
-    results, states = [], {}
-    for rnd in range(upto + 1):
-        rows, masks, st = store.load(rnd, device)
-        results += [RoundResult(mask=masks[r["variant"]], **r) for r in rows]
-        states.update(st)
-    return results, states
+    def run(self, ctx: RunContext) -> ProcedureResult:
+        return _run_imp(self.imp_config(), ctx)
 
 
 def run_imp(model_fn: ModelFn, data, train_cfg: TrainConfig, imp: IMPConfig, *, seed: int = 0,
             finetune: Optional[TrainConfig] = None, keep_history: bool = False,
-            on_round: Optional[Callable[[RoundResult], None]] = None, resume=None) -> IMPResult:
-    """Run IMP (and its controls) for ``imp.rounds`` pruning rounds; returns every round's results.
+            on_row: Optional[Callable[[ResultRow], None]] = None, checkpoints=None) -> ProcedureResult:
+    """Run IMP (and its controls) for ``imp.rounds`` pruning rounds; returns every round's rows.
 
     ``model_fn(seed)`` builds a freshly initialised model; it is called once for the ticket and once per
-    round for the ``reinit`` control (with a different derived seed). ``resume`` (a
-    :class:`~prunelab.procedures.resume.RoundStore` or a directory) checkpoints every finished round; a run
-    started again with the same arguments continues after the last intact round and gives the same
-    results as an uninterrupted run. ``on_round`` is called for rounds computed now, not for restored ones.
-    """
-    if imp.rewind == "finetune" and finetune is None:
-        from ..errors import ConfigError
-        raise ConfigError("rewind='finetune' needs a finetune TrainConfig")
-    if resume is not None and not isinstance(resume, RoundStore):
-        resume = RoundStore(resume)
-    model = model_fn(seed)
+    round for the ``reinit`` control (with a different derived seed). ``checkpoints`` (a directory) makes
+    the run resumable mid-training (:func:`~prunelab.procedures.base.run_procedure`)."""
+    return run_procedure(model_fn, data, train_cfg, imp, seed=seed, finetune=finetune,
+                         keep_history=keep_history, on_row=on_row, checkpoints=checkpoints)
+
+
+def run_oneshot(model_fn: ModelFn, data, train_cfg: TrainConfig, sparsity: float, *,
+                rewind: Literal["init", "iteration", "lr", "finetune"] = "finetune",
+                finetune: Optional[TrainConfig] = None, seed: int = 0, **imp_kw) -> ProcedureResult:
+    """Train dense, prune to ``sparsity`` at once, then retrain (rewind) or fine-tune."""
+    return run_imp(model_fn, data, train_cfg, IMPConfig(rounds=1, sparsity=sparsity, rewind=rewind, **imp_kw),
+                   seed=seed, finetune=finetune)
+
+
+def _run_imp(imp: IMPConfig, ctx: RunContext) -> ProcedureResult:
+    seed = ctx.seed
+    model = ctx.model_fn(seed)
     mask = Mask.ones(model, imp.scope)
     k = imp.rewind_iteration
-    out = IMPResult()
-
-    def emit(r: RoundResult):
-        out.rounds.append(r)
-        if on_round is not None:
-            on_round(r)
-
-    last = resume.latest() if resume is not None else None
-    if last is not None:
-        out.rounds, states = _load_rounds(resume, last, "cpu")
-        init_state, rewind_state = states["init"], states["rewind"]
-        round_init = states.get("round_init", init_state)
-        restore(model, states["model"])
-        mask = next(r.mask for r in out.rounds if r.variant == "ticket" and r.round == last)
-        first = last + 1
-    else:
-        init_state = snapshot(model)
-        round_init = init_state
-        ckpts = (k,) if imp.rewind == "iteration" else ()
-        res = train(model, data, train_cfg, mask=mask, seed=seed, checkpoint_at=ckpts, desc="round 0")
-        rewind_state = res.checkpoints[k] if imp.rewind == "iteration" else init_state
-        emit(_record("ticket", 0, mask, res, keep_history))
-        if resume is not None:
-            _save_round(resume, 0, out.rounds[-1:], {"init": init_state, "rewind": rewind_state,
-                                                     "model": snapshot(model)})
-        first = 1
+    init_state = snapshot(model)
+    round_init = init_state
+    ckpts = (k,) if imp.rewind == "iteration" else ()
+    res = ctx.train(model, mask=mask, seed=seed, checkpoint_at=ckpts, desc="round 0")
+    rewind_state = res.checkpoints[k] if imp.rewind == "iteration" else init_state
+    ctx.row("ticket", 0, mask, res)
     rate = imp.round_rate()
-    for rnd in range(first, imp.rounds + 1):
-        n_before = len(out.rounds)
+    for rnd in range(1, imp.rounds + 1):
         # criteria compare the trained weights with the weights this round's training started from
         if imp.score in SINGLE:
             mask = single_mask(imp.score, model, mask, init_state=round_init)
@@ -217,36 +174,35 @@ def run_imp(model_fn: ModelFn, data, train_cfg: TrainConfig, imp: IMPConfig, *, 
             mask = prune(model, mask=mask, rate=rate, allocation=imp.allocation, rounding=imp.rounding,
                          score=imp.score, ties=imp.ties, seed=derive_seed(seed, "prune", rnd), apply=False,
                          init_state=round_init)
-        cfg, start = train_cfg, 0
+        cfg, start = ctx.train_cfg, 0
         train_mask, callbacks = mask, ()
         if imp.uses_weight_actions():
             start_state, round_init, frozen = _weight_action_start(imp, round_init, snapshot(model), mask,
                                                                    generator(seed, "weight-action", rnd))
             restore(model, start_state)
             if frozen is not None:
-                from ..training.loop import resolve_device
                 model.to(resolve_device(cfg.device))
                 train_mask, callbacks = None, (FrozenWeights(model, mask, frozen),)
         elif imp.rewind in ("init", "iteration"):
             restore(model, rewind_state)
             start = k
         elif imp.rewind == "finetune":
-            cfg = finetune
-        res = train(model, data, cfg, mask=train_mask, seed=derive_seed(seed, "round", rnd),
-                    start_iteration=start, callbacks=callbacks, desc=f"round {rnd}")
-        emit(_record("ticket", rnd, mask, res, keep_history))
+            cfg = ctx.finetune
+        res = ctx.train(model, cfg, mask=train_mask, seed=derive_seed(seed, "round", rnd),
+                        start_iteration=start, callbacks=callbacks, desc=f"round {rnd}")
+        ctx.row("ticket", rnd, mask, res)
         trained_state = snapshot(model)
-        for control in imp.controls:
-            emit(_run_control(control, model_fn, model, data, cfg, mask, seed, rnd, start,
-                              rewind_state if imp.rewind in ("init", "iteration") else None,
-                              imp.rewind, keep_history))
+        for name in imp.controls:
+            c = ControlStart(ctx.model_fn, model, mask, derive_seed(seed, name, rnd), start, imp.rewind,
+                             rewind_state if imp.rewind in ("init", "iteration") else None)
+            cmodel, cmask, cstart = CONTROLS[name](c)
+            cres = ctx.train(cmodel, cfg, mask=cmask, seed=derive_seed(seed, "round", rnd), start_iteration=cstart,
+                             desc=f"{name} {rnd}")
+            ctx.row(name, rnd, cmask, cres)
         restore(model, trained_state)
-        if resume is not None:
-            states = {"model": trained_state}
-            if imp.uses_weight_actions():
-                states["round_init"] = round_init
-            _save_round(resume, rnd, out.rounds[n_before:], states)
-    return out
+    ctx.result.model = model
+    ctx.result.states["final"] = snapshot(model)
+    return ctx.result
 
 
 def _weight_action_start(imp: IMPConfig, round_init: dict, final: dict, mask: Mask, g: torch.Generator):
@@ -265,31 +221,3 @@ def _weight_action_start(imp: IMPConfig, round_init: dict, final: dict, mask: Ma
         start[n] = torch.where(keep, kept_vals, pruned_vals)
         stored[n] = torch.where(keep, kept_vals, round_init[n])
     return start, stored, pv.frozen
-
-
-def _run_control(control, model_fn, model, data, cfg, mask, seed, rnd, start, rewind_state, rewind,
-                 keep_history) -> RoundResult:
-    cseed = derive_seed(seed, control, rnd)
-    if control == "reinit":
-        fresh = model_fn(cseed)
-        cmask = mask
-        if rewind == "iteration":
-            # a fresh init has no θ_k: start its schedule at 0, with the ticket's remaining budget
-            start = 0
-        cmodel = fresh
-    else:
-        cmask = random_mask_like(mask, generator(cseed, "mask"))
-        cmodel = model
-        if rewind_state is not None:
-            restore(cmodel, rewind_state)
-    res = train(cmodel, data, cfg, mask=cmask, seed=derive_seed(seed, "round", rnd), start_iteration=start,
-                desc=f"{control} {rnd}")
-    return _record(control, rnd, cmask, res, keep_history)
-
-
-def run_oneshot(model_fn: ModelFn, data, train_cfg: TrainConfig, sparsity: float, *,
-                rewind: Literal["init", "iteration", "lr", "finetune"] = "finetune",
-                finetune: Optional[TrainConfig] = None, seed: int = 0, **imp_kw) -> IMPResult:
-    """Train dense, prune to ``sparsity`` at once, then retrain (rewind) or fine-tune."""
-    return run_imp(model_fn, data, train_cfg, IMPConfig(rounds=1, sparsity=sparsity, rewind=rewind, **imp_kw),
-                   seed=seed, finetune=finetune)

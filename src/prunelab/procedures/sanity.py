@@ -19,15 +19,15 @@ a ticket check changes the ticket (rearranged mask, shuffled surviving weights, 
 the ticket is always trained on the true data with the same budget. Set ``cross_checks`` to also run every
 (data check, ticket check) pair, ``checked_methods`` to check only some methods.
 
-Each ticket is one :class:`~prunelab.procedures.imp.RoundResult` with ``variant`` = method[/check] and
-``round`` = index into ``sparsities``; the dense runs are variants ``dense`` and ``dense/<data check>``.
+Each ticket is one row with ``variant`` = method[/check] and stage index ``round`` = index into
+``sparsities``; the dense runs are variants ``dense`` and ``dense/<data check>`` (round 0).
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..errors import ConfigError
 from ..primitives.allocation import check_sparsity
@@ -38,8 +38,8 @@ from ..primitives.scores import compute_scores
 from ..primitives.selection import select_global
 from ..pruning import prune
 from ..seeding import derive_seed, generator
-from ..training import TrainConfig, restore, snapshot, train
-from .imp import IMPResult, ModelFn, RoundResult
+from ..training import restore, snapshot
+from .base import Procedure, ProcedureResult, RunContext, register_procedure
 
 METHODS = ("snip", "grasp", "synflow", "lt", "lt_rewind", "lr_rewind", "random", "hybrid")
 INIT_SCORES = ("snip", "grasp", "synflow")
@@ -48,8 +48,13 @@ USES_DATA = ("snip", "grasp", "lt", "lt_rewind", "lr_rewind", "hybrid")   # data
 LT_SCOPES = ("sc_conv", "conv_linear")
 
 
-class SanityConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@register_procedure("sanity")
+class SanityConfig(Procedure):
+    """Su et al.'s sanity checks: SNIP / GraSP / SynFlow / LT / LR-rewinding / random / hybrid tickets at
+    each sparsity, with data and ticket checks."""
+
+    kind: Literal["sanity"] = "sanity"
+    stage_index: ClassVar[str] = "index into sparsities (0 for the dense runs)"
 
     methods: tuple[Literal[METHODS], ...] = ("snip", "grasp", "lt", "lr_rewind", "random", "hybrid")
     sparsities: tuple[float, ...] = (0.9,)
@@ -99,6 +104,9 @@ class SanityConfig(BaseModel):
     def trainings(self) -> int:
         return len(self.dense_checks()) + len(self.sparsities) * sum(len(self.combos(m)) for m in self.methods)
 
+    def run(self, ctx: RunContext) -> ProcedureResult:
+        return _run_sanity(self, ctx)
+
 
 def sc_lt_mask(model: torch.nn.Module, sparsity: float, *, generator: Optional[torch.Generator] = None) -> Mask:
     """SC's LT_prune.py: one-shot global magnitude over the conv weights only, removing int(p·N) of the N
@@ -132,20 +140,13 @@ def init_score_mask(model: torch.nn.Module, method: str, sparsity: float, data, 
                  **ctx)
 
 
-def run_sanity(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: SanityConfig, *, seed: int = 0,
-               keep_history: bool = False, on_round: Optional[Callable[[RoundResult], None]] = None) -> IMPResult:
-    """Train every (method, sparsity, check) ticket of ``cfg``; returns one row per training."""
-    out = IMPResult()
-
-    def emit(r: RoundResult):
-        out.rounds.append(r)
-        if on_round is not None:
-            on_round(r)
-
-    model = model_fn(seed)
+def _run_sanity(cfg: SanityConfig, ctx: RunContext) -> ProcedureResult:
+    """Train every (method, sparsity, check) ticket of ``cfg``; one row per training."""
+    seed, data, train_cfg = ctx.seed, ctx.data, ctx.train_cfg
+    model = ctx.model_fn(seed)
     init_state = snapshot(model)
     uses_reinit = any(t == "reinit" for m in cfg.methods for _, t in cfg.combos(m))
-    fresh_state = snapshot(model_fn(derive_seed(seed, "reinit"))) if uses_reinit else None
+    fresh_state = snapshot(ctx.model_fn(derive_seed(seed, "reinit"))) if uses_reinit else None
     k = cfg.rewind_iteration
     needs_rewind = "lt_rewind" in cfg.methods
     checked = {d: apply_data_check(d, data, seed=cfg.label_seed)
@@ -154,12 +155,12 @@ def run_sanity(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: SanityConfi
     dense = {}   # data check -> (trained state, rewind state)
     for d in cfg.dense_checks():
         restore(model, init_state)
-        res = train(model, checked[d], train_cfg, seed=derive_seed(seed, "dense", d),
-                    checkpoint_at=(k,) if needs_rewind else (), desc=f"dense {d}")
+        res = ctx.train(model, train_cfg, data=checked[d], seed=derive_seed(seed, "dense", d),
+                       checkpoint_at=(k,) if needs_rewind else (), desc=f"dense {d}")
         dense[d] = (snapshot(model), res.checkpoints.get(k))
         full = Mask.ones(model, "conv_linear")
-        emit(_row("dense" if d == "none" else f"dense/{d}", 0, full, res, keep_history,
-                  {"method": "dense", "data_check": d, "ticket_check": "none", "sparsity": 0.0}))
+        _row(ctx, "dense" if d == "none" else f"dense/{d}", 0, full, res,
+             {"method": "dense", "data_check": d, "ticket_check": "none", "sparsity": 0.0})
 
     for r, sparsity in enumerate(cfg.sparsities):
         masks: dict[tuple, Mask] = {}   # LT, LT-rewind and LR rewinding share one magnitude mask
@@ -176,12 +177,13 @@ def run_sanity(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: SanityConfi
                 state, mask = apply_ticket_check(t, start, masks[kind, d], generator=g,
                                                  fresh_state=fresh_state)
                 restore(model, state)
-                res = train(model, data, train_cfg, mask=mask, start_iteration=start_it,
-                            seed=derive_seed(seed, "ticket", r), desc=f"{method} {d} {t} {sparsity}")
+                res = ctx.train(model, mask=mask, start_iteration=start_it,
+                                seed=derive_seed(seed, "ticket", r), desc=f"{method} {d} {t} {sparsity}")
                 label = "/".join([method] + [c for c in (d, t) if c != "none"])
-                emit(_row(label, r, mask, res, keep_history,
-                          {"method": method, "data_check": d, "ticket_check": t, "sparsity": sparsity}))
-    return out
+                _row(ctx, label, r, mask, res,
+                     {"method": method, "data_check": d, "ticket_check": t, "sparsity": sparsity})
+    ctx.result.model = model
+    return ctx.result
 
 
 def _method_mask(method, model, init_state, dense, data, sparsity, cfg: SanityConfig, mseed: int) -> Mask:
@@ -216,21 +218,8 @@ def _start_state(method: str, init_state: dict, dense, k: int) -> tuple[dict, in
     return init_state, 0
 
 
-def _row(variant: str, rnd: int, mask: Mask, res, keep_history: bool, extra: dict) -> RoundResult:
+def _row(ctx: RunContext, variant: str, rnd: int, mask: Mask, res, extra: dict) -> None:
     accs = [h["test_acc"] for h in res.history if "test_acc" in h]
     if accs:
         extra = {**extra, "best_test_acc": max(accs)}
-    return RoundResult(variant, rnd, mask.kept(), mask.total(), res.final, res.early_stop("val"), mask.clone(),
-                       res.history if keep_history else [], extra)
-
-
-class SanityProcedure(SanityConfig):
-    """Su et al.'s sanity checks (``prunelab.procedures.sanity.run_sanity``): SNIP / GraSP / SynFlow /
-    LT / LR-rewinding / random / hybrid tickets at each sparsity, with data and ticket checks."""
-
-    kind: Literal["sanity"] = "sanity"
-
-    def run(self, model_fn, data, train_cfg, *, seed, keep_history=False, on_round=None, **_):
-        cfg = SanityConfig(**self.model_dump(exclude={"kind"}))
-        return run_sanity(model_fn, data, train_cfg, cfg, seed=seed, keep_history=keep_history,
-                          on_round=on_round)
+    ctx.row(variant, rnd, mask, res, extra=extra)

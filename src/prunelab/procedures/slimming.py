@@ -7,29 +7,39 @@ A BN layer is paired with the convolution registered right before it that has as
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional
+from typing import ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from ..errors import ConfigError
 from ..primitives.masks import Mask
 from ..pruning import prune
 from ..seeding import derive_seed
-from ..training import TrainConfig, train
-from .imp import IMPResult, ModelFn, RoundResult
+from ..training import snapshot
+from .base import Procedure, ProcedureResult, RunContext, register_procedure
 
 _CONV = nn.modules.conv._ConvNd
 _BN = nn.modules.batchnorm._BatchNorm
 
 
-class SlimmingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@register_procedure("slimming")
+class SlimmingConfig(Procedure):
+    """L1 on BN scales, global channel pruning by |γ|, fine-tuning."""
+
+    kind: Literal["slimming"] = "slimming"
+    stage_index: ClassVar[str] = "0 = sparsity training (variant dense), 1 = after pruning and fine-tuning"
 
     penalty: float = Field(1e-4, ge=0)                  # λ on Σ|γ| (1e-4 VGG, 1e-5 ResNet in the paper)
     channel_sparsity: float = Field(0.7, ge=0, lt=1)    # fraction of all BN channels removed (global |γ|)
     min_channels: int = Field(1, ge=0)                  # floor of channels kept per layer
+
+    def trainings(self) -> int:
+        return 2
+
+    def run(self, ctx: RunContext) -> ProcedureResult:
+        return _run_slimming(self, ctx)
 
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
@@ -82,46 +92,27 @@ def slim(model: nn.Module, channel_sparsity: float, *, min_channels: int = 1, se
     return channel_mask(model, pairs, chans)
 
 
-def run_slimming(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: SlimmingConfig, *, seed: int = 0,
-                 finetune: Optional[TrainConfig] = None, keep_history: bool = False,
-                 on_round: Optional[Callable[[RoundResult], None]] = None) -> IMPResult:
+def _run_slimming(cfg: SlimmingConfig, ctx: RunContext) -> ProcedureResult:
     """Rows: ``dense`` (round 0, trained with the γ penalty) and ``slimmed`` (round 1, after fine-tuning).
     kept/total count the conv weights; ``channel_sparsity`` is the fraction of BN channels removed."""
-    model = model_fn(seed)
+    seed = ctx.seed
+    model = ctx.model_fn(seed)
     pairs = conv_bn_pairs(model)
     bns = [bn for _, bn in pairs]
-    res = train(model, data, train_cfg, seed=seed, desc="slimming sparsity training",
-                penalty=(lambda m: cfg.penalty * bn_l1(m, bns)) if cfg.penalty and bns else None)
+    res = ctx.train(model, seed=seed, desc="slimming sparsity training",
+                    penalty=(lambda m: cfg.penalty * bn_l1(m, bns)) if cfg.penalty and bns else None)
     mask = slim(model, cfg.channel_sparsity, min_channels=cfg.min_channels, seed=seed)
     convs = Mask({_p(c, "weight"): mask[_p(c, "weight")] for c, _ in pairs},
                  {_p(c, "weight"): mask.shapes[_p(c, "weight")] for c, _ in pairs})
-    out = IMPResult()
     dense = Mask.ones(model, [_p(c, "weight") for c, _ in pairs])
-    rows = [RoundResult("dense", 0, dense.kept(), dense.total(), res.final, res.early_stop("val"), dense,
-                        res.history if keep_history else [])]
+    ctx.row("dense", 0, dense, res)
     chan_total = sum(mask[_p(bn, "weight")].numel() for bn in bns)
     chan_kept = sum(int(mask[_p(bn, "weight")].sum()) for bn in bns)
-    res = train(model, data, finetune or train_cfg, mask=mask, seed=derive_seed(seed, "slimming-finetune"),
-                desc="slimming fine-tune")
-    rows.append(RoundResult("slimmed", 1, convs.kept(), convs.total(), res.final, res.early_stop("val"),
-                            mask.to("cpu"), res.history if keep_history else [],
-                            {"channel_sparsity": 1.0 - chan_kept / chan_total}))
-    for r in rows:
-        out.rounds.append(r)
-        if on_round is not None:
-            on_round(r)
-    return out
-
-
-class SlimmingProcedure(SlimmingConfig):
-    """Spec kind ``slimming``: L1 on BN scales, global channel pruning by |γ|, fine-tuning."""
-
-    kind: Literal["slimming"] = "slimming"
-
-    def trainings(self) -> int:
-        return 2
-
-    def run(self, model_fn, data, train_cfg, *, seed, keep_history=False, on_round=None, finetune=None, **_):
-        cfg = SlimmingConfig(**self.model_dump(exclude={"kind"}))
-        return run_slimming(model_fn, data, train_cfg, cfg, seed=seed, finetune=finetune,
-                            keep_history=keep_history, on_round=on_round)
+    res = ctx.train(model, ctx.finetune or ctx.train_cfg, mask=mask, seed=derive_seed(seed, "slimming-finetune"),
+                    desc="slimming fine-tune")
+    # the row counts conv weights; the mask also holds BN γ and β
+    ctx.row("slimmed", 1, mask, res, extra={"channel_sparsity": 1.0 - chan_kept / chan_total},
+            counts=(convs.kept(), convs.total()))
+    ctx.result.model = model
+    ctx.result.states["final"] = snapshot(model)
+    return ctx.result

@@ -25,7 +25,7 @@ evaluation → acc_post. instability = (acc_pre − acc_post)/acc_pre, stability
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -33,17 +33,18 @@ from torch import nn
 
 from ..errors import ConfigError, unknown_name
 from ..primitives.filter_scores import ActivationTracker
-from ..primitives.filters import FilterMasking, conv_bn_pairs, filter_mask, resolve_convs
+from ..primitives.filters import FilterMasking, filter_mask, resolve_convs
 from ..primitives.masks import Mask
+from ..primitives.noise import NOISE_KINDS, NoiseInjector
+from ..primitives.schedules import ceil_count, filter_schedule
 from ..primitives.scores import compute_scores
-from ..primitives.selection import select_layerwise
+from ..primitives.selection import FILTER_TARGETS, select_filters
 from ..seeding import generator
-from ..training import TrainConfig, evaluate, train
+from ..training import MaskSchedule, TrainConfig, evaluate, snapshot
 from ..training.loop import _has_conv2d, resolve_device
-from .imp import IMPResult, ModelFn, RoundResult, single_round
+from .base import Procedure, ProcedureResult, RunContext, register_procedure
 
-TARGETS = ("small", "large", "random")
-NOISE_KINDS = ("zeroing", "gaussian", "cumulative_restore")
+TARGETS = FILTER_TARGETS
 
 
 # the metric (§2.2) ----------------------------------------------------------------------------------
@@ -57,23 +58,6 @@ def instability(acc_pre: float, acc_post: float) -> float:
 def stability(acc_pre: float, acc_post: float) -> float:
     """Stability in percent: 100·(1 − instability)."""
     return 100.0 * (1.0 - instability(acc_pre, acc_post))
-
-
-# the schedule (§2.3) --------------------------------------------------------------------------------
-def _ceil(x: float) -> int:
-    # (1 - 0.7) * 10 is 3.0000000000000004 in floats; the intended count is 3, not 4.
-    return math.ceil(round(x, 9))
-
-
-def filter_schedule(filters: int, fraction: float, start: int, end: int, period: int) -> list[tuple[int, int]]:
-    """``[(epoch, filters kept after the event), ...]`` for one layer (epochs 0-based, after training)."""
-    if not 0 <= fraction < 1 or filters < 1 or period < 1 or not 0 <= start <= end:
-        raise ConfigError(f"bad filter schedule: filters={filters} (>=1), fraction={fraction} ([0, 1)), "
-                          f"start={start} <= end={end} (>= 0), period={period} (>= 1)")
-    final = _ceil((1.0 - fraction) * filters)
-    epochs = list(range(start, end + 1, period))
-    n = len(epochs)
-    return [(e, _ceil(final + (filters - final) * (n - i) / n)) for i, e in enumerate(epochs, 1)]
 
 
 class LayerSchedule(BaseModel):
@@ -165,11 +149,14 @@ GST_CONFIGS: dict[str, dict] = {
 }
 
 
-class StabilityConfig(BaseModel):
+@register_procedure("stability")
+class StabilityConfig(Procedure):
     """Pruning during training (§2.3) or its noise variants (§2.5). ``config`` names a row of spec §2.4
     (``GST_CONFIGS``) whose values the other given fields override; ``schedule_scale`` multiplies every
     epoch of the schedule (start, end, retrain period), to run the 325-epoch schedules in fewer epochs."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["stability"] = "stability"
+    stage_index: ClassVar[str] = "0 (one training run)"
 
     config: Optional[str] = None
     layers: dict[str, LayerSchedule] = Field(default_factory=dict)  # convN, module name or fnmatch pattern
@@ -229,127 +216,18 @@ class StabilityConfig(BaseModel):
                 plan.setdefault(e, {})[f"{conv}.weight"] = kept
         return dict(sorted(plan.items()))
 
+    def run(self, ctx: RunContext) -> ProcedureResult:
+        return _run_stability(self, ctx)
+
     def final_counts(self, model: nn.Module) -> dict[str, int]:
         out = {}
         for conv, pattern in resolve_convs(model, self.layers).items():
             f = model.get_submodule(conv).out_channels
-            out[f"{conv}.weight"] = _ceil((1.0 - self.fraction(pattern)) * f)
+            out[f"{conv}.weight"] = ceil_count((1.0 - self.fraction(pattern)) * f)
         return out
 
 
-# noise instead of removal (§2.5) -------------------------------------------------------------------
-class NoiseInjector:
-    """Applies the noise windows of §2.5 from forward pre-hooks on the targeted convs (one call per model
-    forward pass, so evaluation and training batches both count)."""
-
-    def __init__(self, model: nn.Module, spec: NoiseSpec, *, seed: int = 0):
-        self.model = model
-        self.spec = spec
-        self.pairs = conv_bn_pairs(model)
-        self.windows: dict[str, list[dict]] = {}
-        self.gen = generator(seed, "gst-noise")
-        self._hooks = []
-
-    def _hook(self, conv: str):
-        mod = self.model.get_submodule(conv)
-        if conv not in self.windows:
-            self.windows[conv] = []
-            self._hooks.append(mod.register_forward_pre_hook(lambda m, inp, c=conv: self._on_pass(c)))
-        return mod
-
-    @torch.no_grad()
-    def target(self, removed: Mask, current: Mask) -> None:
-        """Start windows for an event: ``removed`` = filters newly targeted, ``current`` = still untargeted."""
-        for name in removed:
-            conv = name[: -len(".weight")]
-            if self.spec.kind == "cumulative_restore":
-                idx = (~current[name].reshape(-1)).nonzero().flatten()
-            else:
-                idx = removed[name].reshape(-1).nonzero().flatten()
-            if idx.numel() == 0:
-                continue
-            mod = self._hook(conv)
-            w = {"idx": idx, "left": self.spec.passes + (0 if self.spec.kind == "cumulative_restore" else 1),
-                 "untargeted": current[name].reshape(-1).nonzero().flatten()}
-            if self.spec.kind == "cumulative_restore":
-                # a new window over the same filters supersedes the old one (its values are saved anew below
-                # only after the old window restored them, so restore it first)
-                for old in self.windows[conv]:
-                    self._restore(conv, old)
-                self.windows[conv] = []
-                w["saved"] = self._save(conv, mod, idx)
-            self.windows[conv].append(w)
-
-    def _tensors(self, conv: str, mod: nn.Module) -> dict[str, torch.Tensor]:
-        out = {"weight": mod.weight}
-        if mod.bias is not None:
-            out["bias"] = mod.bias
-        if self.pairs.get(conv):
-            bn = self.model.get_submodule(self.pairs[conv])
-            out.update({"bn.weight": bn.weight, "bn.bias": bn.bias, "bn.running_mean": bn.running_mean,
-                        "bn.running_var": bn.running_var})
-        return {k: v for k, v in out.items() if v is not None}
-
-    def _save(self, conv, mod, idx) -> dict[str, torch.Tensor]:
-        return {k: t.detach()[idx].clone() for k, t in self._tensors(conv, mod).items()}
-
-    @torch.no_grad()
-    def _restore(self, conv: str, w: dict) -> None:
-        if "saved" not in w or w.get("restored"):
-            return
-        mod = self.model.get_submodule(conv)
-        for k, t in self._tensors(conv, mod).items():
-            t[w["idx"]] = w["saved"][k].to(t.device)
-        w["restored"] = True
-
-    @torch.no_grad()
-    def _on_pass(self, conv: str) -> None:
-        mod = self.model.get_submodule(conv)
-        active = []
-        for w in self.windows[conv]:
-            if w["left"] == 0:  # a finished cumulative window: its filters come back now
-                self._restore(conv, w)
-                continue
-            idx = w["idx"]
-            if self.spec.kind == "gaussian":
-                ref = w["untargeted"]
-                sigma = float(mod.weight[ref[0]].std()) if ref.numel() else 0.0
-                noise = torch.randn((idx.numel(),) + tuple(mod.weight.shape[1:]), generator=self.gen)
-                mod.weight[idx] += sigma * noise.to(mod.weight.device, mod.weight.dtype)
-            else:
-                mod.weight[idx] = 0
-                if self.spec.kind == "cumulative_restore" and self.pairs.get(conv):
-                    bn = self.model.get_submodule(self.pairs[conv])
-                    bn.weight[idx] = 0
-                    bn.bias[idx] = 0
-            w["left"] -= 1
-            if w["left"] > 0 or "saved" in w:
-                active.append(w)
-        self.windows[conv] = active
-
-    def remove(self) -> None:
-        for h in self._hooks:
-            h.remove()
-        self._hooks.clear()
-
-
 # the procedure ---------------------------------------------------------------------------------------
-def select_filters(scores: dict, mask: Mask, counts: dict[str, int], target: str, *, ties: str = "index",
-                   generator: torch.Generator | None = None) -> Mask:
-    """Keep ``counts[name]`` filters per layer: remove the lowest scores (``small``), the highest
-    (``large``) or uniformly random unpruned filters (``random``). With ``ties="index"`` the lower channel
-    index goes first among equal scores (GST's rule)."""
-    if target == "small":
-        rank = scores
-    elif target == "large":
-        rank = {n: -s for n, s in scores.items()}
-    elif target == "random":
-        rank = {n: torch.rand(s.shape, generator=generator).to(s.device) for n, s in scores.items()}
-    else:
-        raise unknown_name("pruning target", target, TARGETS)
-    return select_layerwise(rank, mask, counts, ties=ties, generator=generator)
-
-
 def _variant(cfg: StabilityConfig) -> str:
     if cfg.config:
         return cfg.config
@@ -384,18 +262,87 @@ def summarize_run(history: list[dict], events: list[dict], scratch: bool = False
     return out
 
 
-def run_stability(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: StabilityConfig, *, seed: int = 0,
-                  keep_history: bool = False, on_round: Optional[Callable[[RoundResult], None]] = None,
-                  probe: Optional[Callable[[nn.Module], dict]] = None) -> IMPResult:
-    """Train one network while pruning it on ``cfg``'s schedule; returns one RoundResult whose ``extra``
-    holds mean_stability, best_test_acc, gen_gap, the events and (with ``cfg.flatness``) flatness measures.
-    ``probe(model)`` (optional) adds its dict to ``extra`` after training."""
+class FilterPruning(MaskSchedule):
+    """GST's pruning events as a mask schedule: after the training of each planned epoch, test accuracy
+    (acc_pre), then prune the layers due and return the new mask (with BN γ/β) for the loop to enforce; with
+    ``noise`` the targeted filters get noise windows instead and nothing is masked."""
+
+    def __init__(self, model: nn.Module, data, cfg: StabilityConfig, fmask: Mask, plan: dict, per_epoch: int,
+                 eval_kw: dict, seed: int):
+        self.model, self.data, self.cfg, self.plan, self.per_epoch = model, data, cfg, plan, per_epoch
+        self.eval_kw, self.seed = eval_kw, seed
+        self.mask = fmask
+        self.tracker = (ActivationTracker(model, [n[:-7] for n in fmask], every=cfg.activation_every,
+                                          momentum=cfg.activation_momentum) if cfg.score == "activations" else None)
+        self.masking = (FilterMasking(model, fmask, mask_bn=cfg.mask_bn) if cfg.noise is None and len(fmask)
+                        else None)
+        self.noise = NoiseInjector(model, cfg.noise, seed=seed) if cfg.noise is not None else None
+        self.g_sel = generator(seed, "gst-selection")
+        self.events: list[dict] = []
+
+    def prune_now(self, counts: dict[str, int]) -> dict:
+        cur = self.mask
+        scores = compute_scores(self.cfg.score, self.model, cur, activations=self.tracker,
+                                generator=generator(self.seed, "score"))
+        new = select_filters(scores, cur, counts, self.cfg.target, ties=self.cfg.ties, generator=self.g_sel)
+        removed = cur - new
+        means = [float(scores[n][removed[n]].float().mean()) for n in counts if bool(removed[n].any())]
+        self.mask = new
+        if self.masking is not None:
+            self.masking.update(new)
+        if self.noise is not None:
+            self.noise.target(removed, new)
+        return {"pruned_score": sum(means) / len(means) if means else -1.0,
+                "kept": {n: int(new[n].sum()) for n in counts}}
+
+    def initial(self, model: nn.Module) -> Optional[Mask]:
+        return self.masking.full if self.masking is not None else None
+
+    def update(self, it: int, model: nn.Module, optimizer) -> Optional[Mask]:
+        if it % self.per_epoch:
+            return None
+        epoch = it // self.per_epoch - 1
+        if epoch not in self.plan:
+            return None
+        pre = evaluate(model, self.data, "test", **self.eval_kw)
+        info = self.prune_now(self.plan[epoch])
+        self.events.append({"epoch": epoch, "iteration": it, "acc_pre": pre["test_acc"],
+                            "loss_pre": pre["test_loss"], **info})
+        return self.initial(model)
+
+    def state_dict(self) -> dict:
+        return {"mask": dict(self.mask.items()), "events": self.events, "g_sel": self.g_sel,
+                "tracker": self.tracker.state_dict() if self.tracker is not None else None,
+                "noise": self.noise.state_dict() if self.noise is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = next(self.model.parameters()).device
+        self.mask = Mask(state["mask"], self.mask.shapes).to(device)
+        if self.masking is not None:
+            self.masking.update(self.mask)
+        self.events = [dict(e) for e in state["events"]]
+        self.g_sel.set_state(state["g_sel"].get_state())
+        if self.tracker is not None:
+            self.tracker.load_state_dict(state["tracker"])
+        if self.noise is not None:
+            self.noise.load_state_dict(state["noise"])
+
+    def remove(self) -> None:
+        for h in (self.masking, self.noise, self.tracker):
+            if h is not None:
+                h.remove()
+
+
+def _run_stability(cfg: StabilityConfig, ctx: RunContext) -> ProcedureResult:
+    """Train one network while pruning it on ``cfg``'s schedule; one row whose ``extra`` holds
+    mean_stability, best_test_acc, gen_gap, the events and (with ``cfg.flatness``) flatness measures."""
+    train_cfg, data, seed = ctx.train_cfg, ctx.data, ctx.seed
     if "test" not in train_cfg.eval_splits:
         raise ConfigError(f"stability is measured on the test split; eval_splits={train_cfg.eval_splits} "
                           f"must include 'test'")
     cfg_t = train_cfg.model_copy(update={"eval_every": None})  # one evaluation per epoch: acc_post
     device = resolve_device(cfg_t.device)
-    model = model_fn(seed).to(device)
+    model = ctx.model_fn(seed).to(device)
     fmask = filter_mask(model, cfg.layers) if cfg.layers else Mask({}, {})
     plan = cfg.layer_plan(model) if cfg.layers and not cfg.scratch else {}
     n_train = len(data.train)
@@ -405,82 +352,26 @@ def run_stability(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: Stabilit
     if late:
         raise ConfigError(f"pruning epochs {late} are past the last epoch ({epochs - 1}); shorten the schedule "
                           f"(schedule_scale={cfg.schedule_scale}) or train longer")
-    tracker = (ActivationTracker(model, [n[:-7] for n in fmask], every=cfg.activation_every,
-                                 momentum=cfg.activation_momentum) if cfg.score == "activations" else None)
-    masking = FilterMasking(model, fmask, mask_bn=cfg.mask_bn) if cfg.noise is None and len(fmask) else None
-    noise = NoiseInjector(model, cfg.noise, seed=seed) if cfg.noise is not None else None
-    g_sel = generator(seed, "gst-selection")
-    events: list[dict] = []
-    state = {"mask": fmask}
-
-    def prune_now(counts: dict[str, int]) -> dict:
-        cur = state["mask"]
-        scores = compute_scores(cfg.score, model, cur, activations=tracker, generator=generator(seed, "score"))
-        new = select_filters(scores, cur, counts, cfg.target, ties=cfg.ties, generator=g_sel)
-        removed = cur - new
-        means = [float(scores[n][removed[n]].float().mean()) for n in counts if bool(removed[n].any())]
-        state["mask"] = new
-        if masking is not None:
-            masking.update(new)
-        if noise is not None:
-            noise.target(removed, new)
-        return {"pruned_score": sum(means) / len(means) if means else -1.0,
-                "kept": {n: int(new[n].sum()) for n in counts}}
-
-    if cfg.scratch and len(fmask):
-        events_scratch = prune_now(cfg.final_counts(model))
-    else:
-        events_scratch = None
-
     channels_last = cfg_t.channels_last if cfg_t.channels_last is not None else _has_conv2d(model)
     eval_kw = dict(batch_size=cfg_t.eval_batch_size, precision=cfg_t.precision, channels_last=channels_last)
-
-    def callback(it: int, m: nn.Module) -> None:
-        if masking is not None:
-            masking.apply()
-        if it % per_epoch:
-            return
-        epoch = it // per_epoch - 1
-        if epoch not in plan:
-            return
-        pre = evaluate(m, data, "test", **eval_kw)
-        info = prune_now(plan[epoch])
-        events.append({"epoch": epoch, "iteration": it, "acc_pre": pre["test_acc"], "loss_pre": pre["test_loss"],
-                       **info})
-
+    pruning = FilterPruning(model, data, cfg, fmask, plan, per_epoch, eval_kw, seed)
+    scratch_kept = pruning.prune_now(cfg.final_counts(model))["kept"] if cfg.scratch and len(fmask) else None
     try:
-        res = train(model, data, cfg_t, seed=seed, callbacks=[callback], desc=f"stability {_variant(cfg)}")
+        res = ctx.train(model, cfg_t, seed=seed, mask_schedule=pruning, desc=f"stability {_variant(cfg)}")
     finally:
-        for h in (masking, noise, tracker):
-            if h is not None:
-                h.remove()
-    if masking is not None:
-        masking.apply()  # GST zeroes masked weights once more before the final evaluation
+        pruning.remove()
+    if pruning.masking is not None:
+        pruning.masking.apply()  # GST zeroes masked weights once more before the final evaluation
+    events = pruning.events
     extra = summarize_run(res.history, events, scratch=cfg.scratch)
     extra["events"] = events
-    if events_scratch is not None:
-        extra["scratch_kept"] = events_scratch["kept"]
+    if scratch_kept is not None:
+        extra["scratch_kept"] = scratch_kept
     if cfg.flatness is not None:
-        from ..analysis.flatness import flatness_measures  # analysis sits above procedures: import on use
+        from ..training.flatness import flatness_measures
         extra.update(flatness_measures(model, data, cfg.flatness))
-    if probe is not None:
-        extra.update(probe(model))
-    final_mask = state["mask"]
-    # an empty mask (unpruned configs) counts 0 of 0: RoundResult reports that as fully dense
-    r = RoundResult(_variant(cfg), 0, final_mask.kept(), final_mask.total(), res.final, res.early_stop("val"),
-                    final_mask.clone(), res.history if keep_history else [], extra)
-    return single_round(r, on_round)
-
-
-class StabilityProcedure(StabilityConfig):
-    """Experiment-spec form of :func:`run_stability` (``kind: stability``)."""
-
-    kind: Literal["stability"] = "stability"
-
-    def trainings(self) -> int:
-        return 1
-
-    def run(self, model_fn, data, train_cfg, *, seed, keep_history=False, on_round=None, **_):
-        cfg = StabilityConfig(**self.model_dump(exclude={"kind"}, exclude_unset=True))
-        return run_stability(model_fn, data, train_cfg, cfg, seed=seed, keep_history=keep_history,
-                             on_round=on_round)
+    # an empty mask (unpruned configs) counts 0 of 0: the row reports that as fully dense
+    ctx.row(_variant(cfg), 0, pruning.mask, res, extra=extra)
+    ctx.result.model = model
+    ctx.result.states["final"] = snapshot(model)
+    return ctx.result

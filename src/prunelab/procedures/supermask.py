@@ -7,31 +7,37 @@
   (:class:`~prunelab.primitives.learned_mask.BernoulliSupermask`); the reported accuracy is the mean
   over ``eval_samples`` evaluations, each with freshly sampled masks, as the official code does.
 
-Both return an :class:`~prunelab.procedures.imp.IMPResult` (one row per evaluated mask) so the experiment
-store and reports treat them like IMP rounds.
+Rows: criterion supermasks give ``dense`` (stage 0) and ``supermask_<weights>`` per power p (stage index
+p); the learned supermask gives one row ``supermask`` (stage 0).
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, Union
+from typing import ClassVar, Literal, Union
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ..primitives.allocation import LTH_RATES
 from ..primitives.criteria import SINGLE, single_mask
 from ..primitives.learned_mask import BernoulliSupermask
 from ..primitives.masks import Mask
+from ..primitives.schedules import powered_rate
 from ..pruning import prune
 from ..seeding import derive_seed
-from ..training import TrainConfig, restore, snapshot, train
+from ..training import restore, snapshot
 from ..training.loop import evaluate, resolve_device
-from .imp import IMPResult, ModelFn, RoundResult, single_round
+from .base import Procedure, ProcedureResult, RunContext, register_procedure
 
 SUPERMASK_WEIGHTS = ("init", "signed_constant")
 
 
-class CriterionSupermaskConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@register_procedure("criterion_supermask")
+class CriterionSupermaskConfig(Procedure):
+    """Zhou et al.'s criterion supermasks: one dense training, then one-shot masks on the untrained
+    weights at pruned fractions 1 - (1 - rate)^p, p = 0..powers, evaluated without training."""
+
+    kind: Literal["criterion_supermask"] = "criterion_supermask"
+    stage_index: ClassVar[str] = "power p of the pruned fraction 1 - (1 - rate)^p (0 for the dense row)"
 
     score: str = "large_final_same_sign"
     rate: Union[float, dict[str, float], str] = "lenet300_100"   # per-power rate (an LTH preset by default)
@@ -41,9 +47,17 @@ class CriterionSupermaskConfig(BaseModel):
     scope: Union[str, list[str], None] = None
     weights: tuple[Literal["init", "signed_constant"], ...] = SUPERMASK_WEIGHTS
 
+    def run(self, ctx: RunContext) -> ProcedureResult:
+        return _run_criterion_supermask(self, ctx)
 
-class LearnedSupermaskConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+@register_procedure("supermask")
+class LearnedSupermaskConfig(Procedure):
+    """Zhou et al.'s learned supermask: frozen initial weights, a Bernoulli mask trained with the
+    straight-through gradient; accuracy = mean over ``eval_samples`` sampled masks."""
+
+    kind: Literal["supermask"] = "supermask"
+    stage_index: ClassVar[str] = "0 (one training run)"
 
     score_init: float = 0.0               # the official sigmoid_bias: sigmoid(0) = keep probability 0.5
     mode: Literal["sample", "round"] = "sample"
@@ -52,6 +66,9 @@ class LearnedSupermaskConfig(BaseModel):
     eval_samples: int = Field(10, ge=1)
     scope: Union[str, list[str], None] = None
 
+    def run(self, ctx: RunContext) -> ProcedureResult:
+        return _run_learned_supermask(self, ctx)
+
 
 def _powered_rate(rate, p: int):
     if isinstance(rate, str):
@@ -59,9 +76,7 @@ def _powered_rate(rate, p: int):
         if rate not in LTH_RATES:
             raise unknown_name("rate preset", rate, LTH_RATES)
         rate = LTH_RATES[rate]
-    if isinstance(rate, (int, float)):
-        return 1.0 - (1.0 - float(rate)) ** p
-    return {k: 1.0 - (1.0 - float(v)) ** p for k, v in rate.items()}
+    return powered_rate(rate, p)
 
 
 @torch.no_grad()
@@ -76,33 +91,14 @@ def supermask_weights(init_state: dict, mask: Mask, weights: str = "init") -> di
     return out
 
 
-def _eval_splits(model, data, cfg: TrainConfig) -> dict:
-    row = {}
-    for split in cfg.eval_splits:
-        if split == "val" and getattr(data, "val", None) is None:
-            continue
-        row.update(evaluate(model, data, split, batch_size=cfg.eval_batch_size))
-    return row
-
-
-def run_criterion_supermask(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: CriterionSupermaskConfig, *,
-                            seed: int = 0, keep_history: bool = False,
-                            on_round: Optional[Callable[[RoundResult], None]] = None) -> IMPResult:
+def _run_criterion_supermask(cfg: CriterionSupermaskConfig, ctx: RunContext) -> ProcedureResult:
     """Rows: variant ``dense`` (round 0, the trained network) and, per power p, one row per ``weights``
     choice (variant ``supermask_init`` / ``supermask_signed_constant``, round p)."""
-    out = IMPResult()
-
-    def emit(r):
-        out.rounds.append(r)
-        if on_round is not None:
-            on_round(r)
-
-    model = model_fn(seed)
+    seed = ctx.seed
+    model = ctx.model_fn(seed)
     init_state = snapshot(model)
     ones = Mask.ones(model, cfg.scope)
-    res = train(model, data, train_cfg, seed=seed, desc="dense")
-    emit(RoundResult("dense", 0, ones.kept(), ones.total(), res.final, res.early_stop("val"), ones,
-                     res.history if keep_history else []))
+    ctx.row("dense", 0, ones, ctx.train(model, seed=seed, desc="dense"))
     final_state = snapshot(model)
     powers = [0] if cfg.score in SINGLE else range(cfg.powers + 1)
     for p in powers:
@@ -120,10 +116,11 @@ def run_criterion_supermask(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg
                 params = dict(model.named_parameters())
                 for n, v in new.items():
                     params[n].copy_(v)
-            row = _eval_splits(model, data, train_cfg)
-            emit(RoundResult(f"supermask_{w}", p, mask.kept(), mask.total(), row, {}, mask.clone()))
+            ctx.row(f"supermask_{w}", p, mask, final=ctx.evaluate(model))
     restore(model, final_state)
-    return out
+    ctx.result.model = model
+    ctx.result.states["final"] = final_state
+    return ctx.result
 
 
 def evaluate_sampled(model, data, split: str, n_samples: int, *, batch_size: int = 1000) -> dict:
@@ -136,23 +133,23 @@ def evaluate_sampled(model, data, split: str, n_samples: int, *, batch_size: int
             f"{split}_acc_samples": accs}
 
 
-def run_learned_supermask(model_fn: ModelFn, data, train_cfg: TrainConfig, cfg: LearnedSupermaskConfig, *,
-                          seed: int = 0, keep_history: bool = False,
-                          on_round: Optional[Callable[[RoundResult], None]] = None) -> IMPResult:
+def _run_learned_supermask(cfg: LearnedSupermaskConfig, ctx: RunContext) -> ProcedureResult:
     """Train a Bernoulli supermask over the frozen initial weights; one row, variant ``supermask``."""
-    model = model_fn(seed)
+    train_cfg = ctx.train_cfg
+    model = ctx.model_fn(ctx.seed)
     sm = BernoulliSupermask(model, cfg.scope, score_init=cfg.score_init, mode=cfg.mode,
                             signed_constant=cfg.signed_constant, dynamic_rescale=cfg.dynamic_rescale)
-    res = train(sm, data, train_cfg, seed=seed, desc="supermask")
+    res = ctx.train(sm, seed=ctx.seed, desc="supermask")
     sm.to(resolve_device(train_cfg.device))
-    torch.manual_seed(derive_seed(seed, "supermask-eval"))
+    torch.manual_seed(derive_seed(ctx.seed, "supermask-eval"))
     row = {"iteration": res.iterations, "expected_density": sm.expected_density()}
     for split in train_cfg.eval_splits:
-        if split == "val" and getattr(data, "val", None) is None:
+        if split == "val" and getattr(ctx.data, "val", None) is None:
             continue
-        row.update(evaluate_sampled(sm, data, split, cfg.eval_samples, batch_size=train_cfg.eval_batch_size))
+        row.update(evaluate_sampled(sm, ctx.data, split, cfg.eval_samples, batch_size=train_cfg.eval_batch_size))
     hard = sm.hard_mask().to("cpu")
     hard.shapes.update({n: tuple(sm.base_weight(n).shape) for n in sm.names})
-    r = RoundResult("supermask", 0, hard.kept(), hard.total(), row, {}, hard,
-                    res.history if keep_history else [])
-    return single_round(r, on_round)
+    ctx.row("supermask", 0, hard, res, final=row)   # the sampled-mask evaluation, not training's last one
+    ctx.result.model = sm
+    ctx.result.states["final"] = snapshot(sm)
+    return ctx.result

@@ -55,7 +55,6 @@ def _log_ticks(values: np.ndarray, max_ticks: int = 9) -> list[float]:
 def plot_summary(summary: pd.DataFrame, path, metric: str = "test_acc",
                  title: str | None = None) -> tuple[Path, Path]:
     """Like :func:`plot_accuracy_vs_remaining` but from the output of :func:`summarize`."""
-    from matplotlib import rc_context
     from matplotlib.figure import Figure
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
@@ -99,6 +98,14 @@ def plot_summary(summary: pd.DataFrame, path, metric: str = "test_acc",
     ax.set_title(title or METRIC_TITLES.get(metric, metric))
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best", title="mean ± 95 % CI over seeds", title_fontsize=8)
+
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path) -> tuple[Path, Path]:
+    """Write a matplotlib figure as PNG and SVG (``path`` with its .png/.svg suffix replaced), atomically;
+    returns both paths."""
+    from matplotlib import rc_context
 
     png, svg = _output_paths(path)
     for out, fmt in ((png, "png"), (svg, "svg")):

@@ -1,28 +1,14 @@
-"""Per-(label, variant, round) summaries over seeds: mean, sample std and a t-based 95 % CI of the mean."""
+"""Per-(label, variant, round) summaries over seeds: mean, sample std and a t-based 95 % CI of the mean
+(the statistics themselves are :mod:`prunelab.analysis.stats`)."""
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pandas as pd
 
+from ..analysis.stats import mean_std_ci
 from ..errors import ConfigError
 
 GROUP_KEYS = ("label", "variant", "round")
 DEFAULT_METRICS = ("test_acc", "early_stop_test_acc")
-CONFIDENCE = 0.95
-
-
-def t_halfwidth(values) -> float:
-    """Half-width of the two-sided 95 % CI of the mean: t_{0.975, n-1} * s / sqrt(n); NaN for n < 2."""
-    from scipy.stats import t
-
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    n = x.size
-    if n < 2:
-        return math.nan
-    return float(t.ppf(0.5 + CONFIDENCE / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
 
 
 def normalise(df: pd.DataFrame) -> pd.DataFrame:
@@ -92,12 +78,7 @@ def summarize(df: pd.DataFrame, metrics=DEFAULT_METRICS) -> pd.DataFrame:
         row = {"label": label, "variant": variant, "round": int(rnd),
                "remaining_pct": float(g["remaining_pct"].mean()), "n_seeds": len(g)}
         for m in metrics:
-            x = g[m].to_numpy(dtype=float) if m in g else np.full(len(g), np.nan)
-            x = x[~np.isnan(x)]
-            row[f"{m}_mean"] = float(x.mean()) if x.size else math.nan
-            row[f"{m}_std"] = float(x.std(ddof=1)) if x.size > 1 else math.nan
-            row[f"{m}_ci95"] = t_halfwidth(x)
-            row[f"{m}_n"] = int(x.size)
+            row.update({f"{m}_{k}": v for k, v in mean_std_ci(g[m] if m in g else ()).items()})
         rows.append(row)
     out = pd.DataFrame(rows)
     out["_l"] = out["label"].map(labels.index)

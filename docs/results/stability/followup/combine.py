@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from prunelab.analysis import config_summary, correlate, pairwise_welch
-from prunelab.analysis.plots import plot_stability
+from prunelab.report import plot_stability
 from prunelab.io import atomic_write_bytes
 
 HERE = Path(__file__).resolve().parent

@@ -1,5 +1,7 @@
 """Flatness of a trained network (GST spec §2.6): Hessian spectrum, gradient covariance, ε-perturbation.
 
+A measurement of a model on data, like :func:`~prunelab.training.evaluate`, so procedures can record it.
+
 Everything works on Hessian-vector products (double backward), so no Hessian is ever formed:
 
 - :func:`hessian_eigs`: top-k eigenvalues/vectors of the Hessian of a loss, by Lanczos with full

@@ -1,16 +1,14 @@
 """Scatter plots of GST's figures: per-run mean stability against accuracy, generalization gap, curvature."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..analysis import config_summary, correlate
 from ..errors import ConfigError
-from ..report._files import write_atomic
-from ..report.plots import _output_paths
-from .correlation import correlate
+from .plots import save_figure
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
@@ -22,7 +20,6 @@ def plot_stability(df: pd.DataFrame, path, y: str = "best_test_acc", x: str = "m
     r / Kendall τ over all runs in the title. Writes PNG and SVG; returns their paths."""
     from matplotlib.figure import Figure
 
-    from .correlation import config_summary
     missing = [c for c in (x, y, by) if c not in df.columns]
     if missing:
         raise ConfigError(f"columns {missing} are missing; present: {sorted(map(str, df.columns))}")
@@ -48,9 +45,4 @@ def plot_stability(df: pd.DataFrame, path, y: str = "best_test_acc", x: str = "m
                  f"Kendall τ={cor['kendall_tau']:.2f} (p={cor['kendall_p']:.2g}), n={cor['n']}", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    png, svg = _output_paths(path)
-    for out, fmt in ((png, "png"), (svg, "svg")):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, metadata={"Software": None} if fmt == "png" else {"Date": None})
-        write_atomic(out, buf.getvalue())
-    return png, svg
+    return save_figure(fig, path)
