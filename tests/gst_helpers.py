@@ -1,4 +1,6 @@
 """Tiny image data and conv nets shared by the GST tests (fast on one thread)."""
+from typing import Mapping
+
 import torch
 from torch import nn
 
@@ -38,3 +40,16 @@ class TinyConvNet(nn.Module):
 def tiny_convnet(seed):
     torch.manual_seed(seed)
     return TinyConvNet()
+
+
+def channel_outputs(model: nn.Module, x: torch.Tensor, modules: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """Outputs of the named modules for input ``x``."""
+    got: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: got.__setitem__(n, o.detach().clone()))
+             for n, m in modules.items()]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return got

@@ -12,7 +12,7 @@ from prunelab.procedures import ContinuousConfig, DSDConfig, GMPConfig, L0Config
 from prunelab.procedures.continuous import FollowSchedule, TemperatureSchedule, mask_optimizer
 from prunelab.primitives.schedules import cubic_sparsity, gmp_steps
 from prunelab.procedures.gradual import GradualPruner
-from prunelab.procedures.slimming import conv_bn_pairs, slim
+from prunelab.procedures.slimming import slim, slimming_pairs
 from prunelab.seeding import derive_seed
 from prunelab.training import TrainConfig, snapshot, train
 
@@ -161,7 +161,7 @@ def images():
 
 def test_slimming_masks_globally_smallest_channels(images):
     model = conv_bn(0)
-    assert conv_bn_pairs(model) == [("c1", "b1"), ("c2", "b2")]
+    assert slimming_pairs(model) == [("c1", "b1"), ("c2", "b2")]
     with torch.no_grad():
         model.b1.weight.copy_(torch.tensor([0.5, -0.01, 0.3, 0.02, 0.9, -0.4]))
         model.b2.weight.copy_(torch.tensor([0.05, 0.6, -0.03, 0.7, 0.8, 0.01, 0.2, 0.25]))

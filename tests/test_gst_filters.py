@@ -9,7 +9,8 @@ from prunelab.errors import ConfigError
 from prunelab.models import build_model
 from prunelab.primitives import Mask, compute_scores
 from prunelab.primitives.filter_scores import ActivationTracker, expected_bn_relu
-from prunelab.primitives.filters import (FilterMasking, block_shortcuts, channel_outputs, conv_bn_pairs,
+from gst_helpers import channel_outputs
+from prunelab.primitives.filters import (FilterMasking, block_shortcuts, conv_bn_pairs,
                                          filter_mask, resolve_convs, with_batchnorm)
 
 

@@ -10,7 +10,7 @@ channel; :class:`FilterMasking` blocks that addition for channels pruned in a bl
 from __future__ import annotations
 
 import fnmatch
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -47,14 +47,16 @@ def resolve_convs(model: nn.Module, patterns: Iterable[str]) -> dict[str, str]:
 
 
 def conv_bn_pairs(model: nn.Module) -> dict[str, str | None]:
-    """Each conv's following BatchNorm2d: the module registered right after it, if it is a BN of the same
-    width (true for VGG's conv-bn-relu sequences and ResNet's conv1/bn1, conv2/bn2, shortcut conv/bn)."""
+    """Each conv's following BatchNorm: the leaf module registered right after it, if it is a BN of the same
+    width (true for VGG's conv-bn-relu sequences and ResNet's conv1/bn1, conv2/bn2, shortcut conv/bn), else
+    None. The one rule for GST's filter masking, activation scores and network slimming."""
     mods = [(n, m) for n, m in model.named_modules() if not list(m.children())]
     out: dict[str, str | None] = {}
     for i, (n, m) in enumerate(mods):
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.modules.conv._ConvNd):
             nxt = mods[i + 1] if i + 1 < len(mods) else None
-            ok = nxt is not None and isinstance(nxt[1], nn.BatchNorm2d) and nxt[1].num_features == m.out_channels
+            ok = (nxt is not None and isinstance(nxt[1], nn.modules.batchnorm._BatchNorm)
+                  and nxt[1].num_features == m.out_channels)
             out[n] = nxt[0] if ok else None
     return out
 
@@ -139,16 +141,3 @@ class FilterMasking:
         for h in self._hooks:
             h.remove()
         self._hooks.clear()
-
-
-def channel_outputs(model: nn.Module, x: torch.Tensor, modules: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
-    """Outputs of the named modules for input ``x`` (a debugging and testing aid)."""
-    got: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: got.__setitem__(n, o.detach().clone()))
-             for n, m in modules.items()]
-    try:
-        model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return got

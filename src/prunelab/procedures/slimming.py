@@ -14,14 +14,13 @@ from pydantic import Field
 from torch import nn
 
 from ..errors import ConfigError
+from ..primitives.filters import conv_bn_pairs
 from ..primitives.masks import Mask
 from ..pruning import prune
 from ..seeding import derive_seed
 from ..training import snapshot
 from .base import Procedure, ProcedureResult, RunContext, register_procedure
 
-_CONV = nn.modules.conv._ConvNd
-_BN = nn.modules.batchnorm._BatchNorm
 
 
 @register_procedure("slimming")
@@ -42,17 +41,10 @@ class SlimmingConfig(Procedure):
         return _run_slimming(self, ctx)
 
 
-def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
-    """(conv module name, BN module name) for every BN that directly follows its conv."""
-    pairs, last = [], None
-    for name, m in model.named_modules():
-        if isinstance(m, _CONV):
-            last = (name, m)
-        elif isinstance(m, _BN):
-            if last is not None and last[1].out_channels == m.num_features and m.affine:
-                pairs.append((last[0], name))
-            last = None
-    return pairs
+def slimming_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv module name, BN module name) for every affine BN that directly follows its conv."""
+    mods = dict(model.named_modules())
+    return [(c, b) for c, b in conv_bn_pairs(model).items() if b is not None and mods[b].affine]
 
 
 def _p(module_name: str, pname: str) -> str:
@@ -81,7 +73,7 @@ def channel_mask(model: nn.Module, pairs: list[tuple[str, str]], channels: Mask)
 
 def slim(model: nn.Module, channel_sparsity: float, *, min_channels: int = 1, seed: int = 0) -> Mask:
     """The slimming mask of ``model`` (nothing is zeroed here)."""
-    pairs = conv_bn_pairs(model)
+    pairs = slimming_pairs(model)
     if not pairs:
         raise ConfigError(f"{type(model).__name__} has no convolution followed by an affine BatchNorm; "
                           f"network slimming needs conv + BN layers (e.g. vgg11_bn, resnet20)")
@@ -97,7 +89,7 @@ def _run_slimming(cfg: SlimmingConfig, ctx: RunContext) -> ProcedureResult:
     kept/total count the conv weights; ``channel_sparsity`` is the fraction of BN channels removed."""
     seed = ctx.seed
     model = ctx.model_fn(seed)
-    pairs = conv_bn_pairs(model)
+    pairs = slimming_pairs(model)
     bns = [bn for _, bn in pairs]
     res = ctx.train(model, seed=seed, desc="slimming sparsity training",
                     penalty=(lambda m: cfg.penalty * bn_l1(m, bns)) if cfg.penalty and bns else None)
