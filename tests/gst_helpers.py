@@ -53,3 +53,13 @@ def channel_outputs(model: nn.Module, x: torch.Tensor, modules: Mapping[str, nn.
         for h in hooks:
             h.remove()
     return got
+
+
+def gst_case(recipe: str, config: str, **update):
+    """The StabilityConfig of row ``config`` of a GST recipe (the configurations are recipe data)."""
+    from prunelab.experiments import load_plan
+    from prunelab.procedures.stability import StabilityConfig
+    for run in load_plan(recipe):
+        if run.spec.procedure.config == config:
+            return StabilityConfig.model_validate({**run.spec.procedure.model_dump(), **update})
+    raise KeyError(f"{config} is not a case of {recipe}")

@@ -210,6 +210,21 @@ def test_load_idx_datasets(tmp_path, gz):
     assert ds.mean == (0.2860,) and ds.std == (0.3530,) and ds.classes[-1] == "Ankle boot"
 
 
+def test_test_size_keeps_a_seeded_class_balanced_subset(tmp_path):
+    arrays = write_idx_dataset(tmp_path / "mnist", 20, 40, gz=False)
+    full = load_dataset("mnist", root=tmp_path, download=False)
+    sub = load_dataset("mnist", root=tmp_path, download=False, test_size=20, test_seed=3)
+    assert sorted(sub.test.y.tolist()) == sorted(list(range(10)) * 2)       # 2 per class
+    # the same images as subsampling the full test split (the draw the old example scripts used)
+    ref = subsample(full.test, 20, seed=3, num_classes=10)
+    assert torch.equal(sub.test.x, ref.x) and torch.equal(sub.test.y, ref.y)
+    assert not torch.equal(load_dataset("mnist", root=tmp_path, download=False, test_size=20, test_seed=4).test.x,
+                           sub.test.x)
+    assert torch.equal(sub.train.x, full.train.x)                             # train untouched
+    with pytest.raises(ConfigError, match="test_size"):
+        load_dataset("mnist", root=tmp_path, download=False, test_size=41)
+
+
 def test_missing_files_error_names_files(tmp_path):
     (tmp_path / "mnist").mkdir()
     (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"")

@@ -117,6 +117,26 @@ def test_sweep_expands_the_cross_product_with_labels():
     assert len(expand({**TINY, "sweep": {"axes": {"train.momentum": [0.9, 0.9]}}})) == 1
 
 
+def test_sweep_cases_set_several_keys_together_at_every_axis_point():
+    cases = [{"procedure.rewind": "init", "procedure.rounds": 1},
+             {"procedure.rewind": "lr", "procedure.rounds": 2, "train.lr": 0.05}]
+    runs = expand({**TINY, "sweep": {"cases": cases, "axes": {"seed": [0, 1]}}})
+    got = sorted((r.spec.procedure.rewind, r.spec.procedure.rounds, r.spec.train.lr, r.spec.seed) for r in runs)
+    lr = TINY["train"]["lr"]
+    assert got == [("init", 1, lr, 0), ("init", 1, lr, 1), ("lr", 2, 0.05, 0), ("lr", 2, 0.05, 1)]
+    # the label is the case's first entry; a case is one configuration, not a product of its keys
+    assert {r.label for r in runs} == {"rewind=init", "rewind=lr"}
+    assert {r.label for r in expand({**TINY, "sweep": {"cases": cases}})} == {"rewind=init", "rewind=lr"}
+    # --set wins over a case
+    assert {r.spec.train.lr for r in expand({**TINY, "sweep": {"cases": cases}}, parse_overrides(["train.lr=0.2"]))} == {0.2}
+    with pytest.raises(ConfigError, match="both a sweep axis and set by a case"):
+        expand({**TINY, "sweep": {"cases": cases, "axes": {"procedure.rounds": [1, 2]}}})
+    with pytest.raises(ConfigError, match="non-empty mapping"):
+        expand({**TINY, "sweep": {"cases": [{}]}})
+    with pytest.raises(ConfigError, match="sweep case key 'trian.lr': unknown key 'trian'"):
+        expand({**TINY, "sweep": {"cases": [{"trian.lr": 0.1}]}})
+
+
 def test_a_bad_sweep_point_is_reported_with_its_values():
     raw = {**TINY, "sweep": {"axes": {"seed": [0], "train.lr": [0.1, -1]}}}
     with pytest.raises(ConfigError, match=r"sweep point \{'seed': 0, 'train.lr': -1\}.*train.lr = -1"):

@@ -147,11 +147,16 @@ def test_activation_tracker_running_mean():
     tr = ActivationTracker(rn, ["layer1.0.conv1", "layer1.0.conv2"], every=2, momentum=0.1)
     rn.train()
     xs = [torch.randn(2, 3, 32, 32) for _ in range(3)]
-    seen = []
-    h = rn.layer1[0].register_forward_hook(lambda m, i, o: seen.append(o.detach().abs().mean(dim=(0, 2, 3))))
+    seen, bn2 = [], []
+    blk = rn.layer1[0]
+    hb = blk.bn2.register_forward_hook(lambda m, i, o: bn2.append(o.detach()))
+    # conv2's activation: bn2 output + shortcut, before the block's final ReLU (GST's reading)
+    h = blk.shortcut.register_forward_hook(
+        lambda m, i, o: seen.append((bn2[-1] + o.detach()).abs().mean(dim=(0, 2, 3))))
     for x in xs:
         rn(x)
     h.remove()
+    hb.remove()
     # updates at the 1st and 3rd pass (every=2): first sets, then EMA
     expect = 0.9 * seen[0] + 0.1 * seen[2]
     assert torch.allclose(tr.values["layer1.0.conv2"], expect, atol=1e-6)
@@ -160,4 +165,78 @@ def test_activation_tracker_running_mean():
     assert torch.allclose(score.flatten(), expect, atol=1e-6)
     with pytest.raises(ConfigError, match="ActivationTracker"):
         compute_scores("activations", rn, m)
+    tr.remove()
+
+
+class _OneBlock(torch.nn.Module):
+    """A single residual block (identity shortcut) as the whole network."""
+
+    def __init__(self):
+        super().__init__()
+        from prunelab.models.resnet import BasicBlock
+        self.block = BasicBlock(2, 2, 1, "A")
+
+    def forward(self, x):
+        return self.block(x)
+
+
+def _one_block_known():
+    """conv weights 0, so in training mode BN's output is exactly its β (x̂ = 0/sqrt(var + eps) = 0):
+    BN1 → β1 = (-1, 0.5), BN2 → β2 = (-3, 2). The identity shortcut adds x: channel 0 alternates 0 and 4
+    over the pixels, channel 1 is 1 everywhere. Per channel, mean |.| over batch and pixels:
+      conv1: BN1 output (pre-ReLU)                 = (1, 0.5)     [post-ReLU would be (0, 0.5)]
+      conv2: BN2 output alone                      = (3, 2)
+             BN2 + shortcut, before the ReLU       = (|-3|+|1|)/2, |3| = (2, 3)       <- GST
+             after the block's ReLU                = (0 + 1)/2, 3  = (0.5, 3)
+    """
+    net = _OneBlock()
+    with torch.no_grad():
+        for conv, bn, beta in ((net.block.conv1, net.block.bn1, (-1.0, 0.5)),
+                               (net.block.conv2, net.block.bn2, (-3.0, 2.0))):
+            conv.weight.zero_()
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(torch.tensor(beta))
+    x = torch.ones(2, 2, 4, 4)
+    x[:, 0] = 0.0
+    x[:, 0, :, ::2] = 4.0
+    return net, x
+
+
+def test_activation_score_of_residual_conv2_is_pre_relu_sum_hand_computed():
+    net, x = _one_block_known()
+    tr = ActivationTracker(net, ["block.conv1", "block.conv2"], every=1, momentum=1.0)
+    net.train()
+    out = net(x)
+    assert torch.allclose(out.abs().mean(dim=(0, 2, 3)), torch.tensor([0.5, 3.0]))  # the post-ReLU reading
+    assert torch.allclose(tr.values["block.conv1"], torch.tensor([1.0, 0.5]))
+    assert torch.allclose(tr.values["block.conv2"], torch.tensor([2.0, 3.0]))
+    m = filter_mask(net, ["block.conv1", "block.conv2"])
+    s = compute_scores("activations", net, m, activations=tr)
+    assert torch.allclose(s["block.conv2.weight"].flatten(), torch.tensor([2.0, 3.0]))
+    assert torch.allclose(s["block.conv1.weight"].flatten(), torch.tensor([1.0, 0.5]))
+    # eval passes do not update; an EMA update (momentum 0.5) mixes in the new pre-ReLU value
+    net.eval()
+    net(2 * x)
+    assert torch.allclose(tr.values["block.conv2"], torch.tensor([2.0, 3.0]))
+    tr.momentum = 0.5
+    net.train()
+    net(2 * x)   # pre-ReLU: channel 0 alternates -3 and 5 -> 4; channel 1: 2 + 2 = 4
+    assert torch.allclose(tr.values["block.conv2"], torch.tensor([0.5 * 2 + 0.5 * 4, 0.5 * 3 + 0.5 * 4]))
+    tr.remove()
+    assert not tr._pending and not net.block.bn2._forward_hooks and not net.block.shortcut._forward_hooks
+
+
+def test_activation_score_of_residual_conv2_sees_the_masked_shortcut():
+    # the procedure builds the tracker before FilterMasking, whose shortcut hook is registered later; the
+    # score still uses the shortcut as the block adds it: a pruned channel gets BN2's output (masked: 0) only
+    net, x = _one_block_known()
+    tr = ActivationTracker(net, ["block.conv2"], every=1, momentum=1.0)
+    fm = filter_mask(net, ["block.conv2"])
+    keep = fm["block.conv2.weight"].clone()
+    keep[0] = False
+    masking = FilterMasking(net, Mask({"block.conv2.weight": keep}, fm.shapes))
+    net.train()
+    net(x)
+    assert torch.allclose(tr.values["block.conv2"], torch.tensor([0.0, 3.0]))
+    masking.remove()
     tr.remove()

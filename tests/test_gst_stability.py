@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from gst_helpers import tiny_convnet, tiny_images
+from gst_helpers import gst_case, tiny_convnet, tiny_images
 from prunelab.errors import ConfigError
 from prunelab.experiments.spec import ExperimentSpec
 from prunelab.models import build_model
@@ -14,8 +14,8 @@ from prunelab.primitives.noise import NoiseInjector
 from prunelab.primitives.schedules import filter_schedule
 from prunelab.primitives.selection import select_filters
 from prunelab.procedures import run_procedure
-from prunelab.procedures.stability import (GST_CONFIGS, NoiseSpec, StabilityConfig, instability, stability,
-                                           summarize_run)
+from prunelab.analysis import instability, stability, summarize_run
+from prunelab.procedures.stability import NoiseSpec, StabilityConfig
 from prunelab.training import TrainConfig
 
 
@@ -38,20 +38,18 @@ def test_filter_schedule_row_11():  # §7 row 11
 
 def test_vgg11_preset_plan_matches_schedule():
     vgg = build_model("vgg11_bn", num_classes=10, input_shape=(3, 32, 32), seed=0)
-    plan = StabilityConfig(config="F2_VGG_4").layer_plan(vgg)
+    plan = gst_case("stability/f2_vgg11_cifar10", "F2_VGG_4").layer_plan(vgg)
     conv8 = [(e, c["features.25.weight"]) for e, c in plan.items() if "features.25.weight" in c]
     assert conv8 == list(zip([6, 46, 86, 126, 166, 206, 246], [447, 381, 315, 250, 184, 118, 52]))
     conv5 = [c["features.15.weight"] for c in plan.values() if "features.15.weight" in c]
     assert conv5[-1] == math.ceil(0.7 * 512)
-    assert StabilityConfig(config="F2_VGG_1").retrain_period == 4
-    assert StabilityConfig(config="F3_R_60").target == "random"
-    scaled = StabilityConfig(config="F2_VGG_2", schedule_scale=0.05).layer_plan(vgg)
+    assert gst_case("stability/f2_vgg11_cifar10", "F2_VGG_1").retrain_period == 4
+    assert gst_case("stability/f3_vgg11_rates", "F3_R_60").target == "random"
+    scaled = gst_case("stability/f2_vgg11_cifar10", "F2_VGG_2", schedule_scale=0.05).layer_plan(vgg)
     assert max(scaled) == 14 and all(e >= 0 for e in scaled)
 
 
-def test_unknown_config_and_score_name_allowed_values():
-    with pytest.raises(ValueError, match="F2_VGG_4"):
-        StabilityConfig(config="F9")
+def test_unknown_score_name_allowed_values():
     with pytest.raises(ValueError, match="ebn"):
         StabilityConfig(score="nope")
 
@@ -232,10 +230,10 @@ def test_spec_kind_stability_runs():
     spec = ExperimentSpec.model_validate({
         "name": "gst", "model": {"name": "vgg11_bn", "options": {"width": 0.125}},
         "dataset": {"name": "cifar10"}, "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 325},
-        "procedure": {"kind": "stability", "config": "F2_VGG_1"}})
+        "procedure": {**gst_case("stability/f2_vgg11_cifar10", "F2_VGG_1").model_dump()}})
     assert spec.procedure.retrain_period == 4 and spec.procedure.target == "small"
     small = ExperimentSpec.model_validate({**spec.to_dict(), "procedure": {
-        "kind": "stability", "config": "F2_VGG_1", "layers": {"conv3": {"fraction": 0.5, "start": 0, "end": 1}}}})
+        **spec.procedure.model_dump(), "layers": {"conv3": {"fraction": 0.5, "start": 0, "end": 1}}}})
     assert small.run_id() != spec.run_id()
     r = run_procedure(tiny_convnet, tiny_images(), _cfg(epochs=2), small.procedure, seed=0).rows[0]
     assert r.variant == "F2_VGG_1" and [e["epoch"] for e in r.extra["events"]] == [0]
@@ -244,15 +242,15 @@ def test_spec_kind_stability_runs():
 
 def test_fraction_scale_shrinks_every_final_fraction():
     vgg = build_model("vgg11_bn", num_classes=10, input_shape=(3, 32, 32), seed=0)
-    half = StabilityConfig(config="F2_VGG_4", fraction_scale=0.5)
+    half = gst_case("stability/f2_vgg11_cifar10", "F2_VGG_4", fraction_scale=0.5)
     # conv8 (512 filters): 0.9 * 0.5 = 0.45 removed -> ceil(0.55 * 512) = 282 kept; conv5: ceil(0.85 * 512) = 436
     assert half.final_counts(vgg) == {**{n: 436 for n in ("features.15.weight", "features.18.weight",
                                                           "features.22.weight")}, "features.25.weight": 282}
     plan = half.layer_plan(vgg)
     assert plan[max(plan)]["features.25.weight"] == 282
-    assert StabilityConfig(config="F2_VGG_0", fraction_scale=0.5).layer_plan(vgg) == {}
+    assert gst_case("stability/f2_vgg11_cifar10", "F2_VGG_0", fraction_scale=0.5).layer_plan(vgg) == {}
     with pytest.raises(ValueError, match="fraction_scale=1.2 makes the pruned fraction"):
-        StabilityConfig(config="F2_VGG_4", fraction_scale=1.2)   # conv8: 0.9 * 1.2 >= 1
+        gst_case("stability/f2_vgg11_cifar10", "F2_VGG_4", fraction_scale=1.2)   # conv8: 0.9 * 1.2 >= 1
 
 
 def test_unpruned_config_reports_a_dense_row():
@@ -267,18 +265,68 @@ def test_unpruned_config_reports_a_dense_row():
     assert r.extra["events"] == []
 
 
-def test_all_gst_configs_validate():
-    for name in GST_CONFIGS:
-        StabilityConfig(config=name)
+def test_every_gst_recipe_case_is_a_named_valid_config():
+    from prunelab.experiments import list_recipes, load_plan
+    names = set()
+    for recipe, path, _ in list_recipes():
+        if recipe.startswith("stability/"):
+            for run in load_plan(path):
+                assert run.spec.procedure.config, f"{recipe}: every GST case names its row of spec §2.4"
+                names.add(run.spec.procedure.config)
+    assert {"F2_VGG_5", "F3_L_300", "F4_1", "F5_6", "FD2_3", "FB2_VGG_3", "TC1_3", "FC3_1", "TF1_3"} <= names
 
 
 def test_tf1_preset_events_at_2500_and_3250():
     """TF1 (ResNet-18 / CIFAR-100): the last conv (512 filters) loses 70 % in two events, 2500 and 3250."""
-    from prunelab.procedures.stability import GST_CONFIGS
-    cfg = StabilityConfig(config="TF1_1")
+    cfg = gst_case("stability/tf1_resnet18_cifar100", "TF1_1")
     assert cfg.target == "large" and cfg.score == "l1" and not cfg.scratch
     (name, layer), = cfg.layers.items()
     assert name == "layer4.1.conv2"
     sched = filter_schedule(512, layer.fraction, layer.start, layer.end, cfg.retrain_period)
     assert sched == [(2500, 333), (3250, 154)]          # ceil(0.3*512)=154; halfway ceil(154+358/2)=333
-    assert StabilityConfig(config="TF1_3").scratch and GST_CONFIGS["TF1_0"]["layers"] == {}
+    assert gst_case("stability/tf1_resnet18_cifar100", "TF1_3").scratch
+    assert gst_case("stability/tf1_resnet18_cifar100", "TF1_0").layers == {}
+
+
+def test_cumulative_restore_resaves_every_targeted_filter_at_each_event():
+    # GST (models.py `_noisy_conv_forward`): on the first pass after each event it saves w, BN γ, β, running
+    # mean/var of *all* filters targeted so far (~mask), so a filter targeted at an earlier event comes back
+    # with its values at the latest event (after it re-entered and trained), not those of its first event
+    model = tiny_convnet(0)
+    conv, bn = model.features[4], model.features[5]
+    tensors = {"w": conv.weight, "g": bn.weight, "be": bn.bias, "rm": bn.running_mean, "rv": bn.running_var}
+
+    def put(idx, value):
+        with torch.no_grad():
+            for k, t in tensors.items():
+                t[idx] = value + (0.5 if k == "rv" else 0.0)   # keep the variance positive
+
+    def check(idx, value):
+        for k, t in tensors.items():
+            want = torch.full_like(t.detach()[idx], value + (0.5 if k == "rv" else 0.0))
+            assert torch.equal(t.detach()[idx], want), k
+
+    put(2, 1.0)
+    put(5, 4.0)
+    inj = NoiseInjector(model, NoiseSpec(kind="cumulative_restore", passes=1))
+    model.eval()
+    x = torch.randn(2, 3, 16, 16)
+    removed, current = _targets(model, [2])        # event 1: filter 2
+    inj.target(removed, current)
+    model(x)                                       # zeroed
+    assert torch.equal(conv.weight[2], torch.zeros_like(conv.weight[2]))
+    model(x)                                       # restored: the values at event 1
+    check(2, 1.0)
+    put(2, 2.0)                                    # filter 2 re-entered and trained: new values
+    prev = current
+    _, current = _targets(model, [2, 5])           # event 2: filter 5 newly, filter 2 targeted before
+    newly = prev - current
+    assert newly["features.4.weight"].reshape(-1).nonzero().flatten().tolist() == [5]
+    inj.target(newly, current)
+    model(x)                                       # both zeroed (cumulative)
+    assert torch.equal(conv.weight[2], torch.zeros_like(conv.weight[2]))
+    assert torch.equal(bn.weight[[2, 5]], torch.zeros(2)) and torch.equal(bn.bias[[2, 5]], torch.zeros(2))
+    model(x)                                       # restored
+    check(2, 2.0)                                  # the latest saved values, not event 1's 1.0
+    check(5, 4.0)
+    inj.remove()

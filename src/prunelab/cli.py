@@ -55,7 +55,7 @@ def _cmd_run(args) -> int:
     from .experiments import load_plan, make_executor, results_frame, run_plan, Store
     from .experiments.tables import summary_table
 
-    runs = load_plan(_spec_path(args.spec), args.set or [])   # validates everything before writing anything
+    runs = [r for spec in args.spec for r in load_plan(_spec_path(spec), args.set or [])]  # all validated first
     root = _results_root(args)
     if args.dry_run:
         from .experiments.provenance import artifacts_intact
@@ -71,7 +71,8 @@ def _cmd_run(args) -> int:
         raise ConfigError(f"--address {args.address!r} needs --executor ray (got --executor {args.executor})")
     executor = make_executor(args.executor, jobs=args.jobs, address=args.address, threads=args.threads)
     log = (lambda msg: print(msg, flush=True))
-    print(f"{len(runs)} run(s) of {runs[0].spec.name!r} -> {root}", flush=True)
+    names = ", ".join(repr(n) for n in dict.fromkeys(r.spec.name for r in runs))
+    print(f"{len(runs)} run(s) of {names} -> {root}", flush=True)
     outcomes = run_plan(runs, root, executor=executor, progress=not args.quiet, log=log)
     df = results_frame(Store(root), [r.run_id for r in runs])
     if not df.empty:
@@ -149,6 +150,15 @@ def _cmd_results(args) -> int:
 
 
 def _cmd_report(args) -> int:
+    if args.paper:
+        from .report.pages import write_page
+        if args.name or args.all or args.title:
+            raise ConfigError("--paper takes its runs from the page's recipes; drop --name/--all/--title")
+        files, data = write_page(args.paper, _open_store(args), Path(args.out) if args.out else None)
+        print(f"page {args.paper}: {data.coverage()}")
+        for f in files:
+            print(f"  wrote {f}")
+        return EXIT_OK
     from .report import write_report
 
     df = _results_df(args)
@@ -158,6 +168,32 @@ def _cmd_report(args) -> int:
     title = args.title or ", ".join(sorted(df["name"].unique()))
     path = write_report(df, out, title=title)
     print(f"report: {path}")
+    return EXIT_OK
+
+
+def _cmd_import(args) -> int:
+    from .experiments import Store, load_plan
+    from .experiments.imports import import_rows, read_rows
+    match = {}
+    for m in args.match or []:
+        path, sep, col = m.partition("=")
+        if not sep or not path or not col:
+            raise ConfigError(f"--match {m!r} is not of the form SPEC_PATH=COLUMN (e.g. seed=seed)")
+        match[path] = col
+    if args.paper:
+        if args.spec or args.rows or args.match or args.set:
+            raise ConfigError("--paper imports the page's committed rows; give no SPEC, ROWS, --match or --set")
+        from .report.pages import import_committed
+        out = import_committed(args.paper, Store(_results_root(args)))
+        for rid, what in out:
+            print(f"{rid}  {what}")
+        return EXIT_OK
+    if not args.spec or not args.rows:
+        raise ConfigError("import needs SPEC ROWS... [--match SPEC_PATH=COLUMN], or --paper PAGE")
+    runs = load_plan(_spec_path(args.spec), args.set or [])
+    out = import_rows(Store(_results_root(args)), runs, read_rows(args.rows), match, note=args.note)
+    for rid, what in out:
+        print(f"{rid}  {what}")
     return EXIT_OK
 
 
@@ -194,15 +230,13 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    import torch
-    # The demo's MLP is too small to gain from intra-op threads; extra threads only contend for cores.
-    torch.set_num_threads(args.threads)
     from .demo import run_demo, summarize
+    # The demo's MLP is too small to gain from intra-op threads; extra threads only contend for cores.
     df = run_demo(args.out, seeds=tuple(range(args.seeds)), rounds=args.rounds, epochs=args.epochs,
-                  data_root=args.data, device=args.device, progress=not args.quiet)
+                  data_root=args.data, device=args.device, progress=not args.quiet, threads=args.threads)
     print("\nIMP on MNIST-1D (test accuracy %, mean ± std over seeds):")
     print(summarize(df).to_string())
-    print(f"\nper-run rows: {args.out}/rounds.csv")
+    print(f"\nper-run rows: {args.out}/rounds.csv; runs stored in {args.out}/store (rerun: cached)")
     return EXIT_OK
 
 
@@ -218,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run an experiment or sweep from a YAML spec (cached, resumable)")
-    r.add_argument("spec", help="spec file, or a recipe name from `prunelab list recipes`")
+    r.add_argument("spec", nargs="+", help="spec files or recipe names from `prunelab list recipes` (one or more)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a spec value, e.g. --set train.lr=0.01 --set seed=3 (value parsed as YAML)")
     _add_results(r)
@@ -252,9 +286,25 @@ def build_parser() -> argparse.ArgumentParser:
                            choices=["test_acc", "early_stop_test_acc", "val_acc", "test_loss", "val_loss"],
                            help="metric of the table (default: %(default)s)")
         else:
-            q.add_argument("--out", metavar="DIR", default=None, help="output directory (default: RESULTS/report)")
+            q.add_argument("--paper", metavar="PAGE", default=None,
+                           help="rebuild a paper page's tables and plots (docs/results/...) from the store; "
+                                "pages: lth, dlt, sanity, stability, cs")
+            q.add_argument("--out", metavar="DIR", default=None,
+                           help="output directory (default: RESULTS/report; with --paper the page's directory)")
             q.add_argument("--title", default=None, help="page title (default: the spec names)")
         q.set_defaults(func=func)
+
+    im = sub.add_parser("import", help="store rows computed elsewhere (JSON lines) as runs of a recipe")
+    im.add_argument("spec", nargs="?", help="the recipe (or spec file) that describes how the rows were made")
+    im.add_argument("rows", nargs="*", help="JSON-lines files, one row (variant, round, metrics...) per line")
+    im.add_argument("--paper", metavar="PAGE", default=None,
+                    help="import the rows committed beside a results page (lth, dlt, sanity, stability, cs)")
+    im.add_argument("--match", action="append", metavar="SPEC_PATH=COLUMN",
+                    help="which planned run a row belongs to, e.g. --match seed=seed (repeatable)")
+    im.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec value, as for run")
+    im.add_argument("--note", default="", help="where the rows came from (kept with the run)")
+    _add_results(im)
+    im.set_defaults(func=_cmd_import)
 
     ls = sub.add_parser("list", help="list registered names")
     ls.add_argument("what", choices=["models", "datasets", "methods", "recipes", "scores"])

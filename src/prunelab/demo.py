@@ -2,8 +2,9 @@
 
 IMP with rewinding to initialisation on MNIST-1D (generated locally by the ``mnist1d`` package) with an
 MLP of LeNet-300-100's shape, Frankle & Carbin's per-round rates (hidden 20 %, output 10 %), both LTH
-controls, two seeds. Prints the per-round table (mean ± std over seeds), writes the rows as CSV and an
-HTML report (accuracy vs remaining weights with 95 % confidence bands, per-round table).
+controls, two seeds, run through the results store like every experiment. Prints the per-round table
+(mean ± std over seeds), writes the rows as CSV and an HTML report (accuracy vs remaining weights with
+95 % confidence bands, per-round table).
 """
 from __future__ import annotations
 
@@ -11,39 +12,33 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import load_dataset
-from .models import build_model
-from .procedures import IMPConfig, run_imp
-from .training import TrainConfig
+
+def demo_spec(*, seeds=(0, 1), rounds: int = 6, epochs: float = 30, data_root: str | None = None,
+              device: str = "cpu", threads: int = 1) -> dict:
+    """The demo as an experiment spec (one run per seed); ``prunelab run`` accepts the same dict as YAML."""
+    return {"name": "demo", "threads": threads,
+            "model": {"name": "lenet300_100"},
+            "dataset": {"name": "mnist1d", "root": data_root, "val_size": 500, "val_seed": 0},
+            "train": {"optimizer": "adam", "lr": 2e-3, "batch_size": 100, "epochs": epochs, "eval_every": 175,
+                      "device": device},
+            "procedure": {"kind": "imp", "rounds": rounds, "rate": "lenet300_100", "rewind": "init",
+                          "controls": ["reinit", "random_mask"]},
+            "sweep": {"axes": {"seed": list(seeds)}}}
 
 
 def run_demo(out: str | Path = "prunelab-demo", *, seeds=(0, 1), rounds: int = 6, epochs: float = 30,
-             data_root: str | None = None, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
-    data = load_dataset("mnist1d", data_root, val_size=500, val_seed=0, device=device, progress=progress)
-    cfg = TrainConfig(optimizer="adam", lr=2e-3, batch_size=100, epochs=epochs, eval_every=175, device=device)
-    imp = IMPConfig(rounds=rounds, rate="lenet300_100", rewind="init", controls=("reinit", "random_mask"))
-
-    def model_fn(seed):
-        return build_model("lenet300_100", num_classes=data.num_classes, input_shape=data.input_shape, seed=seed)
-
-    frames = []
-    try:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(seeds) * (1 + 3 * rounds), desc="demo trainings", disable=not progress)
-    except ImportError:  # pragma: no cover
-        bar = None
-    for seed in seeds:
-        res = run_imp(model_fn, data, cfg, imp, seed=seed, on_row=lambda r: bar.update(1) if bar else None)
-        frames.append(res.table().assign(seed=seed, run_id=f"demo-seed{seed}", name="demo",
-                                         label="IMP, rewind to init", model="lenet300_100",
-                                         dataset="mnist1d", procedure="imp"))
-    if bar is not None:
-        bar.close()
-    df = pd.concat(frames, ignore_index=True)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+             data_root: str | None = None, device: str = "cpu", progress: bool = True,
+             threads: int = 1) -> pd.DataFrame:
+    """Run the demo through a results store in ``out/store`` (cached and resumable: run it again after an
+    interruption and it continues), then write ``out/rounds.csv`` and the HTML report into ``out``."""
+    from .experiments import load_plan, run_experiment
     from .io import atomic_write_bytes
     from .report import write_report
+
+    out = Path(out)
+    runs = load_plan(demo_spec(seeds=seeds, rounds=rounds, epochs=epochs, data_root=data_root, device=device,
+                               threads=threads))
+    df = run_experiment(runs, out / "store", progress=progress, log=None)
     atomic_write_bytes(out / "rounds.csv", df.to_csv(index=False).encode())
     write_report(df, out, title="prunelab demo: lottery tickets on MNIST-1D")
     return df

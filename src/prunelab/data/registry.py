@@ -158,6 +158,8 @@ def load_dataset(
     train_size: int | None = None,
     train_seed: int | None = None,
     balanced_train: bool = True,
+    test_size: int | None = None,
+    test_seed: int = 0,
     normalize="standard",
     augment=None,
     device="cpu",
@@ -171,7 +173,9 @@ def load_dataset(
     ``val_size`` samples are moved from train to a validation split drawn with
     ``RandomState(val_seed)`` (``balanced_val``: the same count from every class). ``train_size`` then
     keeps a seeded subset of the remaining train split (seed ``train_seed``, default ``val_seed``;
-    class-balanced unless ``balanced_train=False``). ``normalize``: "standard" (the dataset's usual
+    class-balanced unless ``balanced_train=False``). ``test_size`` keeps a seeded class-balanced subset of
+    the test split (seed ``test_seed``; default: the whole test set, which every reproduction should use
+    unless it states otherwise). ``normalize``: "standard" (the dataset's usual
     per-channel mean/std), "divide255" (pixels / 255 only), or an explicit ``(mean, std)`` on the 0-1
     scale. ``augment``: None = dataset default (CIFAR crop 32 pad 4 + flip; none for MNIST-type),
     True = the dataset's standard augmentation, False = none, or an ``Augmentation`` / dict.
@@ -191,6 +195,13 @@ def load_dataset(
         keep = draw_indices(raw.y_train[tr_idx], n, seed, balanced=balanced_train, num_classes=info.num_classes)
         tr_idx = tr_idx[keep]
 
+    te_idx = None
+    if test_size is not None:
+        n = _check_count("test_size", test_size, len(raw.y_test), allow_all=True)
+        if n == 0:
+            raise ConfigError(f"test_size must be >= 1 (allowed 1..{len(raw.y_test)}), got 0")
+        te_idx = draw_indices(raw.y_test, n, test_seed, balanced=True, num_classes=info.num_classes)
+
     def make(x: np.ndarray, y: np.ndarray, idx: np.ndarray | None) -> Split:
         if idx is not None:
             x, y = x[idx], y[idx]  # fancy indexing copies: the tensors own their memory
@@ -201,7 +212,7 @@ def load_dataset(
         name,
         train=make(raw.x_train, raw.y_train, None if full_train else tr_idx),
         val=make(raw.x_train, raw.y_train, va_idx) if len(va_idx) else None,
-        test=make(raw.x_test, raw.y_test, None),
+        test=make(raw.x_test, raw.y_test, te_idx),
         num_classes=info.num_classes,
         input_shape=info.input_shape,
         mean=mean,

@@ -2,6 +2,9 @@
 
 A spec may carry ``sweep: {axes: {"seed": [0, 1, 2], "procedure.rewind": ["init", "lr"]}}``; the cross
 product of the axes expands into runs, each a complete :class:`ExperimentSpec` with its own run id.
+``sweep.cases`` lists named configurations, each a mapping of paths to values set together (a paper's table
+of configurations, e.g. GST's rows); every case runs at every point of the axes. A case's label is its first
+entry (``config=F2_VGG_1``), so write the name first. ``--set`` overrides win over cases and axes.
 Everything is validated before anything runs, so a bad value anywhere in a sweep writes nothing.
 """
 from __future__ import annotations
@@ -87,7 +90,9 @@ def apply_overrides(raw: dict, overrides: Sequence[tuple[str, Any]]) -> dict:
         if isinstance(axes, dict) and path in axes:
             del axes[path]
             if not axes:
-                raw.pop("sweep")
+                raw["sweep"].pop("axes")
+                if not raw["sweep"]:
+                    raw.pop("sweep")
         _set_path(raw, path, value)
     return raw
 
@@ -111,21 +116,43 @@ def make_label(name: str, values: Mapping[str, Any]) -> str:
     return ", ".join(f"{n}={_axis_value_text(values[k])}" for n, k in zip(names, keys))
 
 
-def _check_sweep(sweep: Any) -> dict[str, list]:
-    if not isinstance(sweep, dict) or set(sweep) - {"axes"} or not isinstance(sweep.get("axes"), dict):
-        extra = sorted(set(sweep) - {"axes"}) if isinstance(sweep, dict) else []
-        hint = _hint(extra[0], ["axes"]) if extra else ""
-        raise ConfigError(f"sweep must be {{axes: {{key: [values, ...]}}}}, got {sweep!r}.{hint}")
-    axes = sweep["axes"]
+def _check_paths(keys: Iterable[str], what: str) -> None:
     fields = list(ExperimentSpec.model_fields)
-    for key, values in axes.items():
+    for key in keys:
         top = str(key).split(".")[0]
         if top not in fields:
-            raise ConfigError(f"sweep axis {key!r}: unknown key {top!r}; allowed: {', '.join(fields)}."
+            raise ConfigError(f"{what} {key!r}: unknown key {top!r}; allowed: {', '.join(fields)}."
                               f"{_hint(top, fields)}")
+
+
+def _check_sweep(sweep: Any) -> tuple[list[dict], dict[str, list]]:
+    allowed = ["axes", "cases"]
+    if (not isinstance(sweep, dict) or not sweep or set(sweep) - set(allowed)
+            or not isinstance(sweep.get("axes", {}), dict)):
+        extra = sorted(set(sweep) - set(allowed)) if isinstance(sweep, dict) else []
+        hint = _hint(extra[0], allowed) if extra else ""
+        raise ConfigError(f"sweep must be {{axes: {{key: [values, ...]}}, cases: [{{key: value, ...}}, ...]}} "
+                          f"(either or both), got {sweep!r}.{hint}")
+    axes = sweep.get("axes") or {}
+    _check_paths(axes, "sweep axis")
+    for key, values in axes.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep axis {key!r} must list at least one value, got {values!r}")
-    return axes
+    if "cases" not in sweep:
+        return [{}], axes
+    cases = sweep["cases"]
+    if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) and c for c in cases):
+        raise ConfigError(f"sweep.cases must list at least one non-empty mapping of key.sub: value, got {cases!r}")
+    for c in cases:
+        _check_paths(c, "sweep case key")
+        both = sorted(set(c) & set(axes))
+        if both:
+            raise ConfigError(f"{both[0]!r} is both a sweep axis and set by a case {c!r}; keep it in one place")
+    return cases, axes
+
+
+def _case_label(case: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(list(case.items())[:1])
 
 
 def expand(raw: Mapping, overrides: Sequence[tuple[str, Any]] = (), where: str = "spec") -> list[PlannedRun]:
@@ -135,22 +162,25 @@ def expand(raw: Mapping, overrides: Sequence[tuple[str, Any]] = (), where: str =
                           f"got {type(raw).__name__}")
     raw = apply_overrides(dict(raw), overrides)
     sweep = raw.pop("sweep", None)
-    axes = _check_sweep(sweep) if sweep is not None else {}
+    cases, axes = _check_sweep(sweep) if sweep is not None else ([{}], {})
     runs, seen = [], set()
-    for combo in itertools.product(*axes.values()):
-        values = dict(zip(axes, combo))
-        d = copy.deepcopy(raw)
-        for path, v in values.items():
-            _set_path(d, path, v)
-        try:
-            spec = ExperimentSpec.model_validate(d)
-        except ValidationError as e:
-            at = where + (f", sweep point {values}" if values else "")
-            raise config_error(e, ExperimentSpec, at) from None
-        if spec.run_id() in seen:  # two sweep points that only differ in defaults are one run
-            continue
-        seen.add(spec.run_id())
-        runs.append(PlannedRun(spec, make_label(spec.name, values), values))
+    for case in cases:
+        for combo in itertools.product(*axes.values()):
+            values = dict(zip(axes, combo))
+            d = copy.deepcopy(raw)
+            late = [(p, v) for p, v in overrides if p.split(".")[0] != "sweep"]  # --set beats a case
+            for path, v in [*case.items(), *values.items(), *late]:
+                _set_path(d, path, v)
+            point = {**case, **values}
+            try:
+                spec = ExperimentSpec.model_validate(d)
+            except ValidationError as e:
+                at = where + (f", sweep point {point}" if point else "")
+                raise config_error(e, ExperimentSpec, at) from None
+            if spec.run_id() in seen:  # two sweep points that only differ in defaults are one run
+                continue
+            seen.add(spec.run_id())
+            runs.append(PlannedRun(spec, make_label(spec.name, {**_case_label(case), **values}), point))
     return runs
 
 

@@ -81,6 +81,8 @@ class DatasetSpec(_Strict):
     train_size: Optional[int] = Field(None, ge=1)
     train_seed: Optional[int] = Field(None, ge=0)
     balanced_train: bool = True
+    test_size: Optional[int] = Field(None, ge=1)   # a class-balanced test subset; None: the full test set
+    test_seed: int = Field(0, ge=0)
     normalize: Union[Literal["standard", "divide255"], tuple[tuple[float, ...], tuple[float, ...]]] = "standard"
     augment: Union[bool, AugmentSpec, None] = None
 

@@ -7,8 +7,9 @@ Registered here:
 - ``ebn``: the expected post-ReLU output of the conv's BN channel, E = (1 − Φ(α))·β + |γ|·φ(α) with
   α = −β/|γ| (BN output ~ N(β, γ²)); 0 where 1 − Φ(α) is 0 or the value is NaN.
 - ``ebn_signed``: the same with the signed γ (GST's ``EBN_alt``).
-- ``activations``: a running mean of each channel's mean |activation| (after the BN; for a residual
-  block's conv2, after the shortcut add), kept by an :class:`ActivationTracker` passed as ``activations=``.
+- ``activations``: a running mean of each channel's mean |activation| (the BN output, before the ReLU; for a
+  residual block's conv2, BN2's output plus the (masked) shortcut, before the block's final ReLU, as GST's
+  ResNet-18 code takes it), kept by an :class:`ActivationTracker` passed as ``activations=``.
 """
 from __future__ import annotations
 
@@ -66,8 +67,11 @@ def ebn_signed(model: nn.Module, mask: Mask, **_) -> dict[str, torch.Tensor]:
 class ActivationTracker:
     """Running mean of each channel's mean |activation| for chosen convs, updated from forward hooks.
 
-    The activation of a conv is its BN's output, or, for a residual block's ``conv2``, the block's output
-    after the shortcut add (GST's ResNet-18 ``activations`` score). Updates happen in training mode every
+    The activation of a conv is its BN's output (before any ReLU), or, for a residual block's ``conv2``, the
+    sum bn2(conv2(..)) + shortcut(x) the block computes *before its final ReLU*, with the shortcut as the
+    block adds it (after any masking hook, so a channel whose shortcut is blocked gets BN2's output alone):
+    GST's ResNet-18 ``activations`` score (models.py, resnet18's ``_mask_shortcuts_forward_C``) updates
+    conv2's running mean between the shortcut add and ``F.relu``. Updates happen in training mode every
     ``every``-th forward pass with EMA weight ``momentum`` (GST: every 10 batches, 0.1); the first update
     sets the value.
     """
@@ -80,27 +84,58 @@ class ActivationTracker:
         self._calls: dict[str, int] = {}
         self._device = next(model.parameters()).device
         self._hooks = []
+        # residual conv2s being captured in the current forward pass: {conv: (one-shot handles, outputs)}
+        self._pending: dict[str, tuple[list, dict[str, torch.Tensor]]] = {}
         pairs = conv_bn_pairs(model)
         shortcuts = block_shortcuts(model)
         block_of = {c2: c2.rsplit(".", 1)[0] if "." in c2 else "" for c2 in shortcuts}
         for conv in convs:
             conv = conv[: -len(".weight")] if conv.endswith(".weight") else conv
-            if conv in block_of:
-                target = model.get_submodule(block_of[conv]) if block_of[conv] else model
-            elif pairs.get(conv):
-                target = model.get_submodule(pairs[conv])
-            else:
-                target = model.get_submodule(conv)
             self._calls[conv] = 0
-            self._hooks.append(target.register_forward_hook(lambda m, i, o, c=conv: self._update(c, m, o)))
+            main = model.get_submodule(pairs[conv]) if pairs.get(conv) else model.get_submodule(conv)
+            if conv in block_of:
+                block = model.get_submodule(block_of[conv]) if block_of[conv] else model
+                self._hooks.append(block.register_forward_pre_hook(
+                    lambda m, i, c=conv, mn=main, sc=shortcuts[conv]: self._arm(c, m, mn, sc)))
+                self._hooks.append(block.register_forward_hook(lambda m, i, o, c=conv: self._block_done(c)))
+            else:
+                self._hooks.append(main.register_forward_hook(lambda m, i, o, c=conv: self._update(c, m, o)))
+
+    def _due(self, conv: str, module: nn.Module) -> bool:
+        if not module.training:
+            return False
+        self._calls[conv] += 1
+        return (self._calls[conv] - 1) % self.every == 0
+
+    def _disarm(self, conv: str) -> dict[str, torch.Tensor]:
+        handles, got = self._pending.pop(conv, ([], {}))
+        for h in handles:
+            h.remove()
+        return got
+
+    def _arm(self, conv: str, block: nn.Module, main: nn.Module, shortcut: nn.Module) -> None:
+        """Before a residual block runs: when an update is due, capture BN2's and the shortcut's outputs with
+        hooks registered now, i.e. after any others (a masking hook on the shortcut has already run when ours
+        sees its output), so their sum is exactly the block's pre-ReLU tensor."""
+        self._disarm(conv)  # a forward that raised may have left hooks behind
+        if not self._due(conv, block):
+            return
+        got: dict[str, torch.Tensor] = {}
+        handles = [mod.register_forward_hook(lambda m, i, o, k=k: got.__setitem__(k, o.detach()))
+                   for k, mod in (("main", main), ("shortcut", shortcut))]
+        self._pending[conv] = (handles, got)
+
+    def _block_done(self, conv: str) -> None:
+        got = self._disarm(conv)
+        if "main" in got and "shortcut" in got:
+            self._record(conv, got["main"] + got["shortcut"])
+
+    def _update(self, conv: str, module: nn.Module, out: torch.Tensor) -> None:
+        if self._due(conv, module):
+            self._record(conv, out)
 
     @torch.no_grad()
-    def _update(self, conv: str, module: nn.Module, out: torch.Tensor) -> None:
-        if not module.training:
-            return
-        self._calls[conv] += 1
-        if (self._calls[conv] - 1) % self.every:
-            return
+    def _record(self, conv: str, out: torch.Tensor) -> None:
         a = out.detach().float().abs().mean(dim=(0, 2, 3))
         old = self.values.get(conv)
         self.values[conv] = a if old is None else (1 - self.momentum) * old + self.momentum * a
@@ -113,6 +148,8 @@ class ActivationTracker:
         self._calls = dict(state["calls"])
 
     def remove(self) -> None:
+        for conv in list(self._pending):
+            self._disarm(conv)
         for h in self._hooks:
             h.remove()
         self._hooks.clear()

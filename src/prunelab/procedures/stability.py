@@ -43,21 +43,9 @@ from ..seeding import generator
 from ..training import MaskSchedule, TrainConfig, evaluate, snapshot
 from ..training.loop import _has_conv2d, resolve_device
 from .base import Procedure, ProcedureResult, RunContext, register_procedure
+from .gst_metrics import instability, stability, summarize_run  # noqa: F401 (also the module's API)
 
 TARGETS = FILTER_TARGETS
-
-
-# the metric (§2.2) ----------------------------------------------------------------------------------
-def instability(acc_pre: float, acc_post: float) -> float:
-    """(acc_pre − acc_post) / acc_pre: the relative drop of test accuracy caused by one pruning event."""
-    if acc_pre <= 0:
-        raise ConfigError(f"acc_pre must be > 0 to measure instability, got {acc_pre}")
-    return (acc_pre - acc_post) / acc_pre
-
-
-def stability(acc_pre: float, acc_post: float) -> float:
-    """Stability in percent: 100·(1 − instability)."""
-    return 100.0 * (1.0 - instability(acc_pre, acc_post))
 
 
 class LayerSchedule(BaseModel):
@@ -92,68 +80,12 @@ class FlatnessSpec(BaseModel):
     perturb_eps: tuple[float, ...] = ()      # GST: -0.40, -0.39, ..., 0.40
 
 
-_VGG_LAYERS = {"conv5": {"fraction": 0.3, "start": 3, "end": 150}, "conv6": {"fraction": 0.3, "start": 4, "end": 150},
-               "conv7": {"fraction": 0.3, "start": 5, "end": 150}, "conv8": {"fraction": 0.9, "start": 6, "end": 275}}
-_RN_LAYERS = {"layer4.0.conv1": {"fraction": 0.25, "start": 7, "end": 150},
-              "layer4.0.conv2": {"fraction": 0.40, "start": 8, "end": 150},
-              "layer4.1.conv1": {"fraction": 0.25, "start": 9, "end": 170},
-              "layer4.1.conv2": {"fraction": 0.95, "start": 10, "end": 275}}
-_RN_FB2 = {k: {**v, "start": s} for (k, v), s in zip(_RN_LAYERS.items(), (3, 4, 5, 6))}
-_TF1_LAYER = {"layer4.1.conv2": {"fraction": 0.7, "start": 2500, "end": 3500}}
-_BLOCKS = {"layer*.*.conv*": {"fraction": 0.1, "start": 40, "end": 100}}
-
-# The pruning side of the configurations of spec §2.4 (training settings live in the recipes).
-GST_CONFIGS: dict[str, dict] = {
-    "F2_VGG_0": {"layers": {}},
-    "F2_VGG_1": {"layers": _VGG_LAYERS, "retrain_period": 4, "target": "small"},
-    "F2_VGG_2": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "small"},
-    "F2_VGG_3": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "random"},
-    "F2_VGG_4": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "large"},
-    "F2_VGG_5": {"layers": _VGG_LAYERS, "scratch": True, "target": "small"},
-    "F2_RN_0": {"layers": {}},
-    "F2_RN_1": {"layers": _RN_LAYERS, "retrain_period": 4, "target": "small", "score": "activations"},
-    "F2_RN_2": {"layers": _RN_LAYERS, "retrain_period": 40, "target": "small", "score": "activations"},
-    "F2_RN_3": {"layers": _RN_LAYERS, "retrain_period": 40, "target": "large", "score": "activations"},
-    **{f"F3_{t[0].upper()}_{r}": {"layers": _VGG_LAYERS, "retrain_period": r, "target": t}
-       for t in TARGETS for r in (4, 20, 40, 60, 100, 200, 300)},
-    "F4_0": {"layers": _BLOCKS, "retrain_period": 30, "target": "small", "score": "l1"},
-    "F4_1": {"layers": _BLOCKS, "retrain_period": 60, "target": "small", "score": "l1"},
-    "F5_0": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "large", "mask_bn": False},
-    **{f"F5_{i}": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "large",
-                   "noise": {"kind": "zeroing", "passes": n}} for i, n in ((1, 0), (2, 129), (3, 1500))},
-    **{f"F5_{i}": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "large",
-                   "noise": {"kind": "gaussian", "passes": n}} for i, n in ((4, 0), (5, 129), (6, 1500))},
-    **{f"FD2_{i}": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "large",
-                    "noise": {"kind": "cumulative_restore", "passes": n}}
-       for i, n in enumerate((129, 750, 1500, 3000))},
-    "FB2_VGG_1": {"layers": _VGG_LAYERS, "retrain_period": 4, "target": "small", "score": "ebn"},
-    "FB2_VGG_2": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "small", "score": "ebn"},
-    "FB2_VGG_3": {"layers": _VGG_LAYERS, "retrain_period": 40, "target": "large", "score": "ebn"},
-    "FB2_RN_1": {"layers": _RN_FB2, "retrain_period": 4, "target": "small", "score": "ebn_signed"},
-    "FB2_RN_2": {"layers": _RN_FB2, "retrain_period": 40, "target": "small", "score": "ebn_signed"},
-    "FB2_RN_3": {"layers": _RN_FB2, "retrain_period": 40, "target": "large", "score": "ebn_signed"},
-    "TC1_1": {"layers": {**_RN_LAYERS, "layer4.0.conv2": {"fraction": 0.8, "start": 8, "end": 150}},
-              "retrain_period": 4, "target": "small", "score": "activations"},
-    "TC1_2": {"layers": {**_RN_LAYERS, "layer4.0.conv2": {"fraction": 0.8, "start": 8, "end": 150}},
-              "retrain_period": 40, "target": "small", "score": "activations"},
-    "TC1_3": {"layers": {**_RN_LAYERS, "layer4.0.conv2": {"fraction": 0.8, "start": 8, "end": 150}},
-              "retrain_period": 40, "target": "large", "score": "activations"},
-    "FC3_0": {"layers": {"layer*.*.conv*": {"fraction": 0.10, "start": 24, "end": 100}}, "retrain_period": 1,
-              "target": "small", "score": "l1"},
-    "FC3_1": {"layers": {"layer*.*.conv*": {"fraction": 0.06, "start": 24, "end": 100}}, "retrain_period": 1,
-              "target": "small", "score": "l1"},
-    # ResNet-18 / CIFAR-100, 4000 epochs: the last conv to 70 % removed at epochs 2500 and 3250
-    "TF1_0": {"layers": {}},
-    **{f"TF1_{i}": {"layers": _TF1_LAYER, "retrain_period": 750, "target": t, "score": "l1", "scratch": sc}
-       for i, t, sc in ((1, "large", False), (2, "small", False), (3, "small", True))},
-}
-
-
 @register_procedure("stability")
 class StabilityConfig(Procedure):
-    """Pruning during training (§2.3) or its noise variants (§2.5). ``config`` names a row of spec §2.4
-    (``GST_CONFIGS``) whose values the other given fields override; ``schedule_scale`` multiplies every
-    epoch of the schedule (start, end, retrain period), to run the 325-epoch schedules in fewer epochs."""
+    """Pruning during training (§2.3) or its noise variants (§2.5). ``config`` is only a name: the row of
+    spec §2.4 the run reproduces, used as its variant. The rows themselves are recipe data
+    (``recipes/stability/*.yaml``, one ``sweep.cases`` entry per row; ``load_plan`` gives their configs).
+    ``schedule_scale`` multiplies every epoch of the schedule (start, end, retrain period)."""
 
     kind: Literal["stability"] = "stability"
     stage_index: ClassVar[str] = "0 (one training run)"
@@ -173,16 +105,6 @@ class StabilityConfig(Procedure):
     flatness: Optional[FlatnessSpec] = None
     activation_every: int = Field(10, ge=1)
     activation_momentum: float = Field(0.1, gt=0, le=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _preset(cls, data):
-        if isinstance(data, dict) and data.get("config") is not None:
-            name = data["config"]
-            if name not in GST_CONFIGS:
-                raise ValueError(str(unknown_name("GST config", name, GST_CONFIGS)))
-            data = {**GST_CONFIGS[name], **data}
-        return data
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -237,29 +159,6 @@ def _variant(cfg: StabilityConfig) -> str:
         return "scratch"
     name = {"small": "prune_S", "large": "prune_L", "random": "prune_R"}[cfg.target]
     return f"{cfg.noise.kind}{cfg.noise.passes}_{name}" if cfg.noise else name
-
-
-def summarize_run(history: list[dict], events: list[dict], scratch: bool = False) -> dict:
-    """Per-run numbers of §2.2 from the epoch history (post-pruning test accuracy per epoch) and the
-    events (with ``iteration`` and ``acc_pre``): mean stability over pruning epochs (100 without any),
-    best test accuracy over epochs from the last pruning epoch on, and the generalization gap there."""
-    by_it = {r["iteration"]: r for r in history if "test_acc" in r}
-    stabs = []
-    for ev in events:
-        post = by_it[ev["iteration"]]["test_acc"]
-        ev["acc_post"] = post
-        ev["instability"] = instability(ev["acc_pre"], post)
-        ev["stability"] = stability(ev["acc_pre"], post)
-        stabs.append(ev["stability"])
-    last = max((ev["iteration"] for ev in events), default=0)
-    rows = [r for r in history if "test_acc" in r and r["iteration"] >= last]
-    best = max(rows, key=lambda r: r["test_acc"]) if rows else {}
-    out = {"mean_stability": float(sum(stabs) / len(stabs)) if stabs and not scratch else 100.0,
-           "n_events": len(events), "best_test_acc": best.get("test_acc", math.nan),
-           "best_epoch": best.get("epoch", math.nan)}
-    if "train_running_acc" in best:
-        out["gen_gap"] = best["train_running_acc"] - best["test_acc"]
-    return out
 
 
 class FilterPruning(MaskSchedule):
