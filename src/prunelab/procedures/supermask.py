@@ -149,7 +149,9 @@ def _run_learned_supermask(cfg: LearnedSupermaskConfig, ctx: RunContext) -> Proc
         row.update(evaluate_sampled(sm, ctx.data, split, cfg.eval_samples, batch_size=train_cfg.eval_batch_size))
     hard = sm.hard_mask().to("cpu")
     hard.shapes.update({n: tuple(sm.base_weight(n).shape) for n in sm.names})
-    ctx.row("supermask", 0, hard, res, final=row)   # the sampled-mask evaluation, not training's last one
+    # the sampled-mask evaluation, not training's last one; its spread and the expected density go in the row
+    extra = {k: v for k, v in row.items() if k == "expected_density" or k.endswith("_acc_samples")}
+    ctx.row("supermask", 0, hard, res, final=row, extra=extra)
     ctx.result.model = sm
     ctx.result.states["final"] = snapshot(sm)
     return ctx.result

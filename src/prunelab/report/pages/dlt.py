@@ -226,9 +226,7 @@ def single_table(df):
 
 
 def _sample_std(data: PageData, run_id: str) -> float:
-    """Std (in points) over the sampled-mask test evaluations; a list, so it is in the stored rows only.
-    The learned-supermask procedure keeps the samples in its final evaluation, not in its row: runs
-    computed by ``prunelab run`` have none and the cell stays empty."""
+    """Std (in points) over the sampled-mask test evaluations (a list: in the stored rows, not the frame)."""
     samples = next((r.get("test_acc_samples") for r in data.rows(run_id) if r.get("variant") == "supermask"), None)
     return pd.Series(samples).std(ddof=1) * 100 if isinstance(samples, list) else float("nan")
 
@@ -238,7 +236,7 @@ def lsm_table(df, data: PageData):
     rows = []
     for tag, x in d.groupby("tag"):
         r = x.iloc[0]
-        density = r.get("expected_density", float("nan"))   # imported rows only, as the samples
+        density = r.get("expected_density", float("nan"))
         rows.append({"run": tag, "seed": r.seed, "epochs": int(r.train_epochs),
                      "test acc % (mean of 10 masks)": round(r.test_acc * 100, 2),
                      "std over the 10 masks": round(_sample_std(data, r.run_id), 2),
