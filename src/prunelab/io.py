@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -13,14 +13,23 @@ from safetensors.torch import load_file, save_file
 
 
 def _atomic_target(path: str | os.PathLike) -> tuple[Path, str]:
+    """A new, exclusive temp file beside ``path``. Unlike tempfile.mkstemp (mode 0600) it is created with
+    0666 minus the umask: results, reports and stores are meant to be read by others (a shared results
+    directory, a web server)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return path, tmp
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return path, str(tmp)
+        except FileExistsError:  # pragma: no cover - a 48-bit name collision
+            continue
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temp file beside ``path``, fsync it and os.replace it into place: readers see
+    the old file or the new one, never a part. Returns ``path``."""
     path, tmp = _atomic_target(path)
     try:
         with open(tmp, "wb") as f:
@@ -31,6 +40,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return path
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -7,14 +7,13 @@ the package's default arguments (seed 42), equal to the reference ``mnist1d_data
 from __future__ import annotations
 
 import functools
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from prunelab.data.files import RawData
+from prunelab.io import save_tensors
 
 __all__ = ["generate_mnist1d"]
 
@@ -46,7 +45,8 @@ _KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 def _cached(seed: int, cache_dir: Path | None) -> tuple[np.ndarray, ...]:
     """Generation takes seconds; keep the result beside the other datasets (safetensors, no pickle)."""
-    from safetensors.numpy import load_file, save_file
+    import torch
+    from safetensors.numpy import load_file
 
     path = cache_dir / f"mnist1d_seed{seed}.safetensors" if cache_dir is not None else None
     if path is not None and path.is_file():
@@ -58,15 +58,7 @@ def _cached(seed: int, cache_dir: Path | None) -> tuple[np.ndarray, ...]:
     out = _generate(seed)
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            os.close(fd)
-            try:
-                save_file(dict(zip(_KEYS, out)), tmp)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            save_tensors(path, {k: torch.from_numpy(np.array(v)) for k, v in zip(_KEYS, out)})  # atomic
         except OSError:  # a read-only data root only costs the regeneration next time
             pass
     return out

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ConfigError
-from ._files import write_atomic
+from ..io import atomic_write_bytes
 from .plots import METRIC_TITLES, plot_summary
 from .stats import DEFAULT_METRICS, normalise, summarize
 from .tables import round_table, table_html, table_markdown
@@ -95,8 +95,8 @@ def write_report(df: pd.DataFrame, out_dir, title: str = "prunelab report") -> P
             figures.append((metric, png.name, svg.name))
 
     table = round_table(summary)
-    write_atomic(out / "summary.csv", summary.to_csv(index=False).encode())
-    write_atomic(out / "summary.md", (f"# {title}\n\n" + table_markdown(table)).encode())
+    atomic_write_bytes(out / "summary.csv", summary.to_csv(index=False).encode())
+    atomic_write_bytes(out / "summary.md", (f"# {title}\n\n" + table_markdown(table)).encode())
 
     esc = html.escape
     fig_html = []
@@ -139,5 +139,5 @@ logarithmic with the dense network on the left.</p>
 </html>
 """
     index = out / "index.html"
-    write_atomic(index, page.encode("utf-8"))
+    atomic_write_bytes(index, page.encode("utf-8"))
     return index

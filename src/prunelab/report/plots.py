@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from ._files import write_atomic
+from ..io import atomic_write_bytes
 from .stats import summarize
 
 METRIC_TITLES = {
@@ -114,5 +114,5 @@ def save_figure(fig, path) -> tuple[Path, Path]:
         meta = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
         with rc_context({"svg.hashsalt": "prunelab"}):
             fig.savefig(buf, format=fmt, metadata=meta)
-        write_atomic(out, buf.getvalue())
+        atomic_write_bytes(out, buf.getvalue())
     return png, svg

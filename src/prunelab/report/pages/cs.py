@@ -20,7 +20,7 @@ from typing import Optional
 
 import pandas as pd
 
-from .._files import write_atomic
+from ...io import atomic_write_bytes
 from . import Committed, PageData, register_page
 
 OUT = "docs/results/continuous_sparsification"
@@ -315,7 +315,7 @@ def build(data: PageData, out: Path) -> list[Path]:
         if df.empty or dense_acc(df).empty:    # no dense reference yet: nothing to compare against
             continue
         where = out / suite.subdir
-        files.append(write_atomic(where / "tables.md", tables(df, suite, coverage(data, suite)).encode()))
+        files.append(atomic_write_bytes(where / "tables.md", tables(df, suite, coverage(data, suite)).encode()))
         plot(df, suite, where / "sparsity_accuracy.png")
         files.append(where / "sparsity_accuracy.png")
     return files

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._files import write_atomic
+from ...io import atomic_write_bytes
 from . import Committed, PageData, register_page
 
 RECIPES = {"criteria": "dlt/criteria_lenet_mnist-page", "kept": "dlt/kept_actions_lenet_mnist-page",
@@ -278,4 +278,4 @@ def build(data: PageData, out: Path) -> list[Path]:
     if (df.job == "lsm").any():
         parts.append("### Learned supermask\n\n" + md(lsm_table(df, data)))
     text = "\n\n".join(parts) + "\n" + f"\nRuns: {data.coverage()}.\n"
-    return [write_atomic(out / "tables.md", text.encode())] + files
+    return [atomic_write_bytes(out / "tables.md", text.encode())] + files

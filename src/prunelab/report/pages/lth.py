@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._files import write_atomic
+from ...io import atomic_write_bytes
 from . import Committed, PageData, register_page
 
 LABELS = {"ticket": "winning ticket (IMP, rewind to θ0)", "reinit": "random reinit",
@@ -72,7 +72,7 @@ def plot(agg: pd.DataFrame, seeds: int, path: Path) -> None:
 def build(data: PageData, out: Path) -> list[Path]:
     df = data.frame
     agg = aggregate(df)
-    files = [write_atomic(out / "summary.csv", agg.to_csv(index=False).encode()),
-             write_atomic(out / "table.md", (table(agg) + f"\nRuns: {data.coverage()}.\n").encode())]
+    files = [atomic_write_bytes(out / "summary.csv", agg.to_csv(index=False).encode()),
+             atomic_write_bytes(out / "table.md", (table(agg) + f"\nRuns: {data.coverage()}.\n").encode())]
     plot(agg, df.seed.nunique(), out / "lth_mnist.png")
     return files + [out / "lth_mnist.png"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._files import write_atomic
+from ...io import atomic_write_bytes
 from . import Committed, PageData, register_page
 
 MAIN = "sanity/vgg11_cifar10-page"
@@ -252,7 +252,7 @@ def plot(df: pd.DataFrame, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    return write_atomic(path, buf.getvalue())
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def build(data: PageData, out: Path) -> list[Path]:
             first = next(r.spec for r in data.runs if data.recipe_of[r.run_id] == recipe)
             lines += mask_structure(first)
         lines += ["", coverage(data, recipe)]
-        files += [write_atomic(where / "tables.md", ("\n".join(lines) + "\n").encode()),
-                  write_atomic(where / "summary.csv", summary_csv(df).encode()),
+        files += [atomic_write_bytes(where / "tables.md", ("\n".join(lines) + "\n").encode()),
+                  atomic_write_bytes(where / "summary.csv", summary_csv(df).encode()),
                   plot(df.assign(acc=100.0 * df["test_acc"]), where / "sanity_checks.png")]
     return files

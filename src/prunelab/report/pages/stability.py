@@ -20,7 +20,7 @@ from typing import Sequence
 import pandas as pd
 
 from ...analysis import config_summary, correlate, pairwise_welch
-from .._files import write_atomic
+from ...io import atomic_write_bytes
 from . import Committed, PageData, register_page
 
 MAIN = "stability/vgg11_cifar10-page"
@@ -120,8 +120,8 @@ def write_gst_report(df: pd.DataFrame, pairs, out: Path, runs_line: str) -> list
     from .. import plot_stability
 
     text, summ = gst_tables(df, pairs)
-    files = [write_atomic(out / "tables.md", (text + f"\n{runs_line}\n").encode()),
-             write_atomic(out / "summary.csv", summ.to_csv(index=False).encode())]
+    files = [atomic_write_bytes(out / "tables.md", (text + f"\n{runs_line}\n").encode()),
+             atomic_write_bytes(out / "summary.csv", summ.to_csv(index=False).encode())]
     files += plot_stability(df, out / "stability_vs_accuracy", "best_test_acc",
                             title="Best post-pruning test accuracy vs mean stability")
     files += plot_stability(df, out / "stability_vs_gap", "gen_gap", ylabel="generalization gap (pt)",
@@ -194,7 +194,7 @@ def write_followup(data: PageData, out: Path) -> list[Path]:
     line = coverage(data, HALF)
     files = write_gst_report(df[df["config"].isin(FOLLOWUP_REQUESTED)], FOLLOWUP_PAIRS, out, line)
     combined = followup_frame(data, df)
-    files.append(write_atomic(out / "combined.md", (combined_tables(combined) + f"\n{line}\n").encode()))
+    files.append(atomic_write_bytes(out / "combined.md", (combined_tables(combined) + f"\n{line}\n").encode()))
     from .. import plot_stability
     files += plot_stability(combined, out / "stability_vs_accuracy_all", percent_y=False,
                             ylabel="best test accuracy (%)",
@@ -269,5 +269,5 @@ def build(data: PageData, out: Path) -> list[Path]:
         files += write_followup(data, out / "followup")
     if len(data.recipe(RN18)):
         text = resnet_tables(data, runs_frame(data, RN18)) + f"\n{coverage(data, RN18)}\n"
-        files.append(write_atomic(out / "resnet18" / "tables.md", text.encode()))
+        files.append(atomic_write_bytes(out / "resnet18" / "tables.md", text.encode()))
     return files
