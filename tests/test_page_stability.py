@@ -46,7 +46,9 @@ def test_stability_page_rebuilds_from_imported_rows(page):
     out, data, plotted = page
     assert data.coverage() == ("`stability/vgg11_cifar10-page`: 55 of 55 runs done; "
                                "`stability/vgg11_cifar10_half-page`: 40 of 40 runs done; "
-                               "`stability/f2_resnet18_cifar10-page`: 12 of 12 runs done")
+                               "`stability/f2_resnet18_cifar10-page`: 12 of 12 runs done; "
+                               "`stability/f4_resnet_sgd-small`: 0 of 25 runs done")
+    assert not (out / "f4").exists()                     # no F4 run done: no F4 section
     for name in TABLES:
         rebuilt, committed = (out / name).read_text(), (COMMITTED / name).read_text()
         assert rebuilt == committed, name
@@ -125,3 +127,42 @@ def test_computed_runs_read_their_history_from_the_store(tmp_path, monkeypatch):
 def test_import_committed_reads_the_page_rows(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert len(import_committed("stability", Store(tmp_path / "store"))) == 107
+
+
+def test_f4_section_from_stored_runs(tmp_path, monkeypatch):
+    """F4 runs (as `prunelab run stability/f4_resnet_sgd-small` stores them) give the f4/ tables: per-config
+    CIs, the final training accuracy from the epoch history, correlations with p-values."""
+    from scipy import stats as st
+    monkeypatch.setattr(prunelab.report, "plot_stability", lambda df, path, *a, **k: [])
+    runs = [r for r in load_plan(stability.F4) if r.spec.seed < 3 and r.spec.procedure.config in ("F4_base", "F4_0", "F4_1")]
+    stab = {"F4_base": (100.0, 100.0, 100.0), "F4_0": (99.0, 98.0, 97.0), "F4_1": (96.0, 95.5, 94.0)}
+    best = {"F4_base": (0.50, 0.51, 0.49), "F4_0": (0.52, 0.52, 0.50), "F4_1": (0.53, 0.55, 0.52)}
+    rows, hist = [], []
+    source = tmp_path / "synthetic.jsonl"
+    source.write_text("made by the test\n")
+    for r in runs:
+        c, s = r.spec.procedure.config, r.spec.seed
+        n = 0 if c == "F4_base" else 3
+        events = [{"epoch": 40 + 30 * i, "iteration": 10 * (41 + 30 * i), "acc_pre": 0.4, "acc_post": 0.39}
+                  for i in range(n)]
+        rows.append({"variant": c, "round": 0, "seed": s, "kept": 0, "total": 0, "remaining_pct": 100.0,
+                     "test_acc": best[c][s] - 0.01, "mean_stability": stab[c][s], "best_test_acc": best[c][s],
+                     "gen_gap": 0.99 - best[c][s], "n_events": n, "events": events, "_source": str(source)})
+        hist += [{"variant": c, "round": 0, "seed": s, "iteration": 10 * e, "epoch": float(e),
+                  "test_acc": best[c][s] - 0.01, "train_running_acc": 0.9 + e / 1650} for e in (1, 164, 165)]
+    store = Store(tmp_path / "store")
+    import_rows(store, runs, rows, {"procedure.config": "variant", "seed": "seed"}, history=hist)
+    files, data = write_page("stability", store, tmp_path / "page")
+    text = (tmp_path / "page/f4/tables.md").read_text()
+    assert not (tmp_path / "page/tables.md").exists()        # only F4 runs are done
+    line = next(l for l in text.splitlines() if l.startswith("| F4_0 (Prune_S, r=30) | 3 |"))
+    half = st.t.ppf(0.975, 2) * 1.0 / 3 ** 0.5                # std of 99, 98, 97 is 1
+    assert line.split(" | ")[2] == f"98.00 ± {half:.2f}"
+    assert line.split(" | ")[5] == "100.00 ± 0.00"           # final training accuracy: 0.9 + 165/1650
+    assert "| 1.00 ± 0.00 |" in line                          # 0.40 -> 0.39 at every event
+    all_runs = [l for l in text.splitlines() if l.startswith("| all runs | best_test_acc |")][0].split(" | ")
+    s_all = [v for c in stab for v in stab[c]]
+    b_all = [100 * v for c in best for v in best[c]]
+    assert all_runs[3] == f"{st.pearsonr(s_all, b_all)[0]:.3f}" and all_runs[5] == f"{st.kendalltau(s_all, b_all)[0]:.3f}"
+    assert "`stability/f4_resnet_sgd-small`: 9 of 25 runs done" in text
+    assert "| F4_1 | F4_base |" in text                      # Welch test against the unpruned runs

@@ -26,6 +26,7 @@ from . import Committed, PageData, register_page
 MAIN = "stability/vgg11_cifar10-page"
 HALF = "stability/vgg11_cifar10_half-page"
 RN18 = "stability/f2_resnet18_cifar10-page"
+F4 = "stability/f4_resnet_sgd-small"    # the rebuttal's experiment in the paper's regime (issue 13)
 
 # the --pairs the committed reports were made with (Welch t-tests on best test accuracy)
 MAIN_PAIRS = [("prune_L_r5", "prune_S_r5"), ("prune_L_r1", "prune_S_r1"), ("prune_S_r5", "prune_S_r1"),
@@ -246,8 +247,81 @@ def resnet_tables(data: PageData, df: pd.DataFrame) -> str:
     return "\n".join(text) + "\n"
 
 
+# F4 (the rebuttal's ResNet experiment with He et al.'s training) ------------------------------------------
+def f4_frame(data: PageData) -> pd.DataFrame:
+    """One row per finished F4 run, in percent: mean stability, best test accuracy (epochs from the last event
+    on), the generalization gap there, the final epoch's training and test accuracy, events and drops."""
+    rows = []
+    for _, r in data.recipe(F4).iterrows():
+        hist = epoch_history(data, r["run_id"])
+        events = next((x.get("events") for x in data.rows(r["run_id"]) if x.get("variant") == r["variant"]), [])
+        drops = [100 * (e["acc_pre"] - e["acc_post"]) for e in events or [] if "acc_post" in e]
+        rows.append({"config": r["variant"], "seed": r["seed"], "mean_stability": r["mean_stability"],
+                     "best_test_acc": 100 * r["best_test_acc"], "gen_gap": 100 * r["gen_gap"],
+                     "final_train_acc": 100 * hist[-1]["train_running_acc"], "final_test_acc": 100 * hist[-1]["test_acc"],
+                     "n_events": int(r["n_events"]), "mean_drop": sum(drops) / len(drops) if drops else 0.0,
+                     "epochs": int(hist[-1]["epoch"])})
+    order = list(dict.fromkeys(r.spec.procedure.config for r in data.runs if data.recipe_of[r.run_id] == F4))
+    df = pd.DataFrame(rows)
+    if len(df):
+        df = df.assign(_o=df["config"].map(order.index)).sort_values(["_o", "seed"]).drop(columns="_o")
+    return df.reset_index(drop=True)
+
+
+def f4_tables(data: PageData, df: pd.DataFrame) -> str:
+    """Per-config means ± 95 % CI, per-run numbers, correlations (Pearson and Kendall, with p) of mean stability
+    with best test accuracy and with the generalization gap, and Welch tests against the unpruned runs."""
+    cfgs = {r.spec.procedure.config: r.spec.procedure for r in data.runs if data.recipe_of[r.run_id] == F4}
+    metrics = ["mean_stability", "best_test_acc", "gen_gap", "final_train_acc", "mean_drop"]
+    summ = config_summary(df, metrics)
+    text = ["## Per-config means ± 95 % CI (t, over seeds)", "",
+            "| config | n | mean stability (%) | best test acc (%) | gen. gap (pt) | final train acc (%) | "
+            "mean drop per event (pt) |", "|---|---|---|---|---|---|---|"]
+    for _, s in summ.iterrows():
+        cells = [f"{s[m + '_mean']:.2f} ± {s[m + '_ci95']:.2f}" for m in metrics]
+        text.append(f"| {s['config']} ({describe(cfgs[s['config']])}) | {s['n']} | " + " | ".join(cells) + " |")
+    text += ["", "## Runs", "", "| config | seed | epochs | events | mean stability (%) | best test acc (%) | "
+             "gen. gap (pt) | final train acc (%) | final test acc (%) |", "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in df.iterrows():
+        text.append(f"| {r['config']} | {r['seed']} | {r['epochs']} | {r['n_events']} | {r['mean_stability']:.2f} | "
+                    f"{r['best_test_acc']:.2f} | {r['gen_gap']:.2f} | {r['final_train_acc']:.2f} | "
+                    f"{r['final_test_acc']:.2f} |")
+    pruned = df[df["n_events"] > 0]
+    text += ["", "## Correlations across runs (mean stability against y)", "",
+             "| runs | y | n | Pearson r | p | Kendall τ | p |", "|---|---|---|---|---|---|---|"]
+    for label, d in (("all runs", df), ("pruned runs", pruned)):
+        for y in ("best_test_acc", "gen_gap"):
+            c = correlate(d["mean_stability"], d[y])
+            text.append(f"| {label} | {y} | {c['n']} | {c['pearson_r']:.3f} | {c['pearson_p']:.3g} | "
+                        f"{c['kendall_tau']:.3f} | {c['kendall_p']:.3g} |")
+    base = next((c for c, cfg in cfgs.items() if not cfg.layers), None)
+    others = [c for c in summ["config"] if c != base]
+    if base in set(summ["config"]) and others:
+        pw = pairwise_welch(df, "best_test_acc", [(c, base) for c in others])
+        text += ["", "## Welch t-tests, best test accuracy against the unpruned runs", "",
+                 "| a | b | mean a (%) | mean b (%) | t | p |", "|---|---|---|---|---|---|"]
+        text += [f"| {p['a']} | {p['b']} | {p['mean_a']:.2f} | {p['mean_b']:.2f} | {p['t']:.2f} | {p['p']:.3g} |"
+                 for _, p in pw.iterrows()]
+    return "\n".join(text) + "\n"
+
+
+def write_f4(data: PageData, out: Path) -> list[Path]:
+    from .. import plot_stability
+
+    df = f4_frame(data)
+    text = f4_tables(data, df) + f"\n{coverage(data, F4)}\n"
+    files = [atomic_write_bytes(out / "tables.md", text.encode()),
+             atomic_write_bytes(out / "runs.csv", df.to_csv(index=False).encode())]
+    if len(df) >= 2:
+        files += plot_stability(df, out / "stability_vs_accuracy", "best_test_acc", percent_y=False,
+                                ylabel="best test accuracy (%)", title="F4: best test accuracy vs mean stability")
+        files += plot_stability(df, out / "stability_vs_gap", "gen_gap", percent_y=False,
+                                ylabel="generalization gap (pt)", title="F4: generalization gap vs mean stability")
+    return files
+
+
 @register_page(
-    "stability", "docs/results/stability", (MAIN, HALF, RN18),
+    "stability", "docs/results/stability", (MAIN, HALF, RN18, F4),
     title="Generalization-stability tradeoff (Bartoldson et al.) at CPU scale",
     committed=(   # the example script wrote one line per run, keyed by config and seed: variant = config, round 0
         Committed(MAIN, "docs/results/stability/runs.jsonl", {"procedure.config": "config", "seed": "seed"}, _NOTE,
@@ -270,4 +344,6 @@ def build(data: PageData, out: Path) -> list[Path]:
     if len(data.recipe(RN18)):
         text = resnet_tables(data, runs_frame(data, RN18)) + f"\n{coverage(data, RN18)}\n"
         files.append(atomic_write_bytes(out / "resnet18" / "tables.md", text.encode()))
+    if len(data.recipe(F4)):
+        files += write_f4(data, out / "f4")
     return files
