@@ -554,3 +554,18 @@ def test_mnist1d_disk_cache_roundtrip_and_damage(tmp_path):
     path.write_bytes(path.read_bytes()[:100])  # truncated: regenerated, never trusted
     again = arrays(generate_mnist1d(cache_dir=tmp_path))
     assert all(np.array_equal(a, b) for a, b in zip(fresh, again))
+
+
+def test_device_subset_script_writes_the_train_size_subset(tmp_path):
+    """scripts/device/cifar10_subset.py: official-format files holding exactly dataset.train_size's images."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "cifar10_subset", Path(__file__).resolve().parents[1] / "scripts/device/cifar10_subset.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    write_cifar10(tmp_path / "src" / "cifar10", per_file=10)
+    mod.main(["--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--train", "20"])
+    small = load_dataset("cifar10", root=tmp_path / "out", download=False, progress=False)
+    ref = load_dataset("cifar10", root=tmp_path / "src", download=False, progress=False, train_size=20)
+    assert torch.equal(small.train.x, ref.train.x) and torch.equal(small.train.y, ref.train.y)
+    assert torch.equal(small.test.x, ref.test.x) and len(small.train) == 20
