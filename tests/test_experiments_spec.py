@@ -129,6 +129,8 @@ def test_sweep_cases_set_several_keys_together_at_every_axis_point():
     assert {r.label for r in expand({**TINY, "sweep": {"cases": cases}})} == {"rewind=init", "rewind=lr"}
     # --set wins over a case
     assert {r.spec.train.lr for r in expand({**TINY, "sweep": {"cases": cases}}, parse_overrides(["train.lr=0.2"]))} == {0.2}
+    named = expand({**TINY, "sweep": {"cases": [{"label": "IMP at lr", **cases[1]}], "axes": {"seed": [0, 1]}}})
+    assert {r.label for r in named} == {"IMP at lr"} and {r.spec.procedure.rewind for r in named} == {"lr"}
     with pytest.raises(ConfigError, match="both a sweep axis and set by a case"):
         expand({**TINY, "sweep": {"cases": cases, "axes": {"procedure.rounds": [1, 2]}}})
     with pytest.raises(ConfigError, match="non-empty mapping"):

@@ -3,8 +3,9 @@
 A spec may carry ``sweep: {axes: {"seed": [0, 1, 2], "procedure.rewind": ["init", "lr"]}}``; the cross
 product of the axes expands into runs, each a complete :class:`ExperimentSpec` with its own run id.
 ``sweep.cases`` lists named configurations, each a mapping of paths to values set together (a paper's table
-of configurations, e.g. GST's rows); every case runs at every point of the axes. A case's label is its first
-entry (``config=F2_VGG_1``), so write the name first. ``--set`` overrides win over cases and axes.
+of configurations, e.g. GST's rows); every case runs at every point of the axes. A case's label is its
+``label`` entry when it has one (a name only, set nowhere in the spec), else its first entry
+(``config=F2_VGG_1``). ``--set`` overrides win over cases and axes.
 Everything is validated before anything runs, so a bad value anywhere in a sweep writes nothing.
 """
 from __future__ import annotations
@@ -144,15 +145,18 @@ def _check_sweep(sweep: Any) -> tuple[list[dict], dict[str, list]]:
     if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) and c for c in cases):
         raise ConfigError(f"sweep.cases must list at least one non-empty mapping of key.sub: value, got {cases!r}")
     for c in cases:
-        _check_paths(c, "sweep case key")
+        _check_paths([k for k in c if k != "label"], "sweep case key")
         both = sorted(set(c) & set(axes))
         if both:
             raise ConfigError(f"{both[0]!r} is both a sweep axis and set by a case {c!r}; keep it in one place")
     return cases, axes
 
 
-def _case_label(case: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(list(case.items())[:1])
+def _case_label(name: str, case: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+    if "label" not in case:
+        return make_label(name, {**dict(list(case.items())[:1]), **values})
+    rest = make_label("", values)
+    return f"{case['label']}, {rest}" if rest else str(case["label"])
 
 
 def expand(raw: Mapping, overrides: Sequence[tuple[str, Any]] = (), where: str = "spec") -> list[PlannedRun]:
@@ -169,9 +173,9 @@ def expand(raw: Mapping, overrides: Sequence[tuple[str, Any]] = (), where: str =
             values = dict(zip(axes, combo))
             d = copy.deepcopy(raw)
             late = [(p, v) for p, v in overrides if p.split(".")[0] != "sweep"]  # --set beats a case
-            for path, v in [*case.items(), *values.items(), *late]:
+            for path, v in [*((k, v) for k, v in case.items() if k != "label"), *values.items(), *late]:
                 _set_path(d, path, v)
-            point = {**case, **values}
+            point = {**{k: v for k, v in case.items() if k != "label"}, **values}
             try:
                 spec = ExperimentSpec.model_validate(d)
             except ValidationError as e:
@@ -180,7 +184,7 @@ def expand(raw: Mapping, overrides: Sequence[tuple[str, Any]] = (), where: str =
             if spec.run_id() in seen:  # two sweep points that only differ in defaults are one run
                 continue
             seen.add(spec.run_id())
-            runs.append(PlannedRun(spec, make_label(spec.name, {**_case_label(case), **values}), point))
+            runs.append(PlannedRun(spec, _case_label(spec.name, case, values), point))
     return runs
 
 

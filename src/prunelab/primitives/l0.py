@@ -7,6 +7,12 @@ One gate z per prunable weight with a learned location log α. In training a gat
 in evaluation it is deterministic, z = min(1, max(0, σ(log α)(ζ − γ) + γ)), and the expected number of
 non-zero gates, Σ σ(log α − β log(−γ/ζ)), is the differentiable L0 penalty. Defaults β = 2/3, γ = −0.1,
 ζ = 1.1. Weights and gates are trained jointly.
+
+Binary masks from trained gates: :meth:`HardConcreteGates.hard_mask` keeps the weights whose deterministic
+test-time gate is non-zero (σ(log α)(ζ − γ) + γ > 0, i.e. log α > log(−γ/ζ));
+:meth:`HardConcreteGates.sampled_mask` keeps those whose gate is non-zero in one hard-concrete sample drawn
+with a given generator (each gate kept with probability P(z ≠ 0) = σ(log α − β log(−γ/ζ)), the term of the
+penalty).
 """
 from __future__ import annotations
 
@@ -25,9 +31,19 @@ def deterministic_gate(log_alpha: torch.Tensor, gamma: float = -0.1, zeta: float
     return torch.clamp(torch.sigmoid(log_alpha) * (zeta - gamma) + gamma, 0.0, 1.0)
 
 
+def sampled_gate(log_alpha: torch.Tensor, u: torch.Tensor, beta: float = 2.0 / 3.0, gamma: float = -0.1,
+                 zeta: float = 1.1) -> torch.Tensor:
+    """The hard-concrete gate of uniform noise ``u`` (in (0, 1)): min(1, max(0, s (ζ − γ) + γ)) with
+    s = σ((log u − log(1 − u) + log α) / β)."""
+    s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / beta)
+    return torch.clamp(s * (zeta - gamma) + gamma, 0.0, 1.0)
+
+
 class HardConcreteGates(LearnedMask):
     """Hard-concrete gates over ``scope``; the scores are log α. ``init_drop`` p sets log α ≈ log((1−p)/p)
     (plus N(0, ``init_std``) noise, as Louizos et al. initialise)."""
+
+    EPS = 1e-6   # the uniform noise u is clamped to [EPS, 1 − EPS]
 
     def __init__(self, model: nn.Module, scope: ScopeLike = None, *, init_drop: float = 0.5,
                  init_std: float = 0.01, beta: float = 2.0 / 3.0, gamma: float = -0.1, zeta: float = 1.1,
@@ -54,10 +70,8 @@ class HardConcreteGates(LearnedMask):
         la = self.log_alpha(name)
         if not self.training:
             return deterministic_gate(la, self.gamma, self.zeta)
-        eps = 1e-6
-        u = torch.rand_like(la).clamp_(eps, 1.0 - eps)
-        s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + la) / self.beta)
-        return torch.clamp(s * (self.zeta - self.gamma) + self.gamma, 0.0, 1.0)
+        u = torch.rand_like(la).clamp_(self.EPS, 1.0 - self.EPS)
+        return sampled_gate(la, u, self.beta, self.gamma, self.zeta)
 
     def expected_l0(self) -> torch.Tensor:
         """Σ P(z ≠ 0) = Σ σ(log α − β log(−γ/ζ)) over every gate."""
@@ -69,3 +83,14 @@ class HardConcreteGates(LearnedMask):
         """The weights whose deterministic test-time gate is non-zero."""
         return Mask({n: deterministic_gate(self.log_alpha(n), self.gamma, self.zeta) > 0 for n in self.names},
                     {n: tuple(self.log_alpha(n).shape) for n in self.names})
+
+    @torch.no_grad()
+    def sampled_mask(self, generator: Optional[torch.Generator] = None) -> Mask:
+        """The weights whose gate is non-zero in one hard-concrete sample: u ~ U(0, 1) drawn on the CPU with
+        ``generator``, one tensor per gated weight in ``names`` order (clamped as in training)."""
+        out = {}
+        for n in self.names:
+            la = self.log_alpha(n)
+            u = torch.rand(la.shape, generator=generator, dtype=la.dtype).clamp_(self.EPS, 1.0 - self.EPS)
+            out[n] = sampled_gate(la, u.to(la.device), self.beta, self.gamma, self.zeta) > 0
+        return Mask(out, {n: tuple(self.log_alpha(n).shape) for n in self.names})
