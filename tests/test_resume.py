@@ -19,25 +19,16 @@ KILL_AFTER = {"imp_init_controls": 10, "oneshot_finetune": 10, "criterion_superm
               "stability_restore": 4}
 
 SCRIPT = r"""
-import json, os, signal, sys
+import json, sys
 sys.path.insert(0, {tests!r})
 import torch
 torch.set_num_threads(1)
-from torch.optim.optimizer import register_optimizer_step_post_hook
+from kill_harness import arm
 from prunelab.training import Checkpoints
-from prunelab.training import checkpoint as ck_mod
 from golden.cases import golden_rows, run_case
 
 name, ckdir, out, kill_after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-saves = []
-real_save = ck_mod.Stage.save_partial
-def counting_save(self, state):
-    real_save(self, state)
-    saves.append(self.index)
-ck_mod.Stage.save_partial = counting_save
-if kill_after:   # SIGKILL at the first optimizer step after the chosen partial checkpoint
-    register_optimizer_step_post_hook(
-        lambda *a: os.kill(os.getpid(), signal.SIGKILL) if len(saves) >= kill_after else None)
+arm(kill_after)   # SIGKILL at the first optimizer step after the chosen partial checkpoint
 ck = Checkpoints(ckdir, every_iterations=2)
 rows = golden_rows(run_case(name, ck))
 with open(out, "w") as f:

@@ -13,6 +13,13 @@ trained T epochs with a fresh weight optimiser (``final="rewind"``). ``final="fi
 weights and trains with the ``finetune`` config instead (CS used as a pruning method); ``final="none"``
 stops after the search. Several s0 values as runs of one sweep are the parallel ticket search.
 
+Two toolkit options, both off by default (neither is in the official code): ``target_sparsity`` x binarizes
+by the top round((1 − x)·N) scores over the scope (one global threshold, ties: lower flat index pruned
+first) instead of s > 0, everywhere a mask is made binary (each search round's hard evaluation and counts,
+the ticket's mask and forward), so the ticket has exactly that sparsity; ``beta_schedule="fixed"`` holds β
+at 1 for all of training (the fixed-temperature ablation): no annealing, and the paper's reset multiplies
+by the temperature actually reached, 1.
+
 Rows: variant ``search`` (stage index = search round 0..R−1) and ``ticket`` (stage index R). The result
 keeps the wrapper (``result.model``), the per-epoch temperatures of each round (``info["temperatures"]``)
 and the rewind point (``states["rewind"]``, and ``states["ticket_start"]`` as the ticket starts).
@@ -23,11 +30,12 @@ import math
 from typing import ClassVar, Literal, Optional, Union
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..errors import ConfigError
 from ..primitives.schedules import temperature
-from ..primitives.soft_mask import RESET_RULES, TEMPERATURE_UNITS, ContinuousSparsificationMask
+from ..primitives.soft_mask import (RESET_RULES, TEMPERATURE_UNITS, ContinuousSparsificationMask,
+                                     check_target_sparsity)
 from ..seeding import derive_seed
 from ..training import TrainConfig, restore, snapshot
 from ..training.loop import build_optimizer
@@ -52,6 +60,22 @@ class ContinuousConfig(Procedure):
     final: Literal["rewind", "finetune", "none"] = "rewind"
     mask_lr: Optional[float] = Field(None, gt=0)   # default: the weights' lr
     scope: Union[str, list[str], None] = None     # the paper's: "conv3x3"
+    # exact sparsity: binarize by the top (1 − x)·N scores over the scope instead of s > 0 (None: s > 0)
+    target_sparsity: Optional[float] = None
+    # "fixed": β = 1 for all of training (ablation; beta_final and temperature_unit are then unused)
+    beta_schedule: Literal["anneal", "fixed"] = "anneal"
+
+    @field_validator("target_sparsity")
+    @classmethod
+    def _target_sparsity(cls, v):
+        try:
+            return check_target_sparsity(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+    def final_temperature(self) -> float:
+        """The temperature each search round ends at: β_T, or 1 with the fixed schedule."""
+        return 1.0 if self.beta_schedule == "fixed" else self.beta_final
 
     def trainings(self) -> int:
         return self.rounds + (self.final != "none")
@@ -118,10 +142,22 @@ def _epochs(cfg: TrainConfig, n_train: int) -> float:
     return cfg.total_iterations(n_train) / cfg.iterations_per_epoch(n_train)
 
 
+@torch.no_grad()
+def _exact_extra(cfg: ContinuousConfig, cs: ContinuousSparsificationMask) -> dict:
+    """With a target sparsity: the target and how many weights s > 0 would have kept (none otherwise, so
+    the default rows are unchanged)."""
+    if cfg.target_sparsity is None:
+        return {}
+    return {"target_sparsity": cfg.target_sparsity,
+            "kept_s_positive": sum(int(torch.count_nonzero(cs.score(n) > 0)) for n in cs.names)}
+
+
 def _run_continuous(cfg: ContinuousConfig, ctx: RunContext) -> ProcedureResult:
     seed, train_cfg, data = ctx.seed, ctx.train_cfg, ctx.data
     model = ctx.model_fn(seed)
-    cs = ContinuousSparsificationMask(model, cfg.scope, s0=cfg.s0, scale=cfg.scale)
+    cs = ContinuousSparsificationMask(model, cfg.scope, s0=cfg.s0, scale=cfg.scale,
+                                      target_sparsity=cfg.target_sparsity)
+    beta_t = cfg.final_temperature()
     n_train = len(data.train)
     per_epoch = train_cfg.iterations_per_epoch(n_train)
     total = train_cfg.total_iterations(n_train)
@@ -138,7 +174,7 @@ def _run_continuous(cfg: ContinuousConfig, ctx: RunContext) -> ProcedureResult:
     rewind = None
     for rnd in range(cfg.rounds):
         cs.beta = 1.0
-        sched = TemperatureSchedule(cs, cfg.beta_final, cfg.temperature_unit, per_epoch, total)
+        sched = TemperatureSchedule(cs, beta_t, cfg.temperature_unit, per_epoch, total)
         res = ctx.train(cs, seed=derive_seed(seed, "cs-round", rnd), optimizer=weight_opt,
                         penalty=(lambda m: cfg.penalty * m.l1()) if cfg.penalty else None,
                         extra_optimizers=[score_opt], checkpoint_at=(k_it,) if rnd == 0 else (),
@@ -153,9 +189,10 @@ def _run_continuous(cfg: ContinuousConfig, ctx: RunContext) -> ProcedureResult:
         hard_row = ctx.evaluate(cs, precision=train_cfg.precision)
         cs.hard = False
         ctx.row("search", rnd, hard, res, extra={"s0": cfg.s0, "beta": cs.beta, "epochs_spent": epochs_spent,
-                                                 **{f"hard_{k}": v for k, v in hard_row.items()}})
+                                                 **{f"hard_{k}": v for k, v in hard_row.items()},
+                                                 **_exact_extra(cfg, cs)})
         if rnd < cfg.rounds - 1:
-            cs.reset_scores(cfg.beta_final if cfg.reset == "paper" else 1.0)
+            cs.reset_scores(beta_t if cfg.reset == "paper" else 1.0)
     cs.beta = 1.0
     ctx.result.model = cs
     ctx.result.info["temperatures"] = temps
@@ -176,6 +213,6 @@ def _run_continuous(cfg: ContinuousConfig, ctx: RunContext) -> ProcedureResult:
                     desc="cs ticket")
     epochs_spent += _epochs(ft_cfg, n_train)
     ctx.row("ticket", cfg.rounds, mask, res, extra={"s0": cfg.s0, "epochs_spent": epochs_spent,
-                                                    "final": cfg.final})
+                                                    "final": cfg.final, **_exact_extra(cfg, cs)})
     ctx.result.states["final"] = snapshot(cs)
     return ctx.result

@@ -3,8 +3,26 @@
 Weights and gate locations log α are trained jointly on CE + λ · E[‖z‖₀] (gates sampled per forward pass);
 the weights' optimiser has the config's weight decay, the gates' none, and both follow the same
 learning-rate schedule. The reported network uses the deterministic test-time gates; its sparsity is the
-fraction of gates that are exactly zero. One row, variant ``l0``, stage index 0; ``result.model`` holds the
-gated network.
+fraction of gates that are exactly zero. Row variant ``l0`` (ℓ0, plain), stage index 0; with
+``fixed_mask="none"`` (the default) it is the only row and ``result.model`` holds the gated network.
+
+``fixed_mask`` ≠ ``"none"`` is ℓ0 as the CS authors' rebuttal ran it (spec §5.5): after the gate training a
+binary mask is taken from the gates and **fixed**, the gates leave the forward pass, and the plain network's
+trained weights, times that mask, are fine-tuned with the run's ``finetune`` training config (the main one
+when none is given); pruned weights are exactly zero and stay so. The mask is
+
+- ``"threshold"``: Louizos et al.'s test-time estimator, kept where the deterministic gate
+  min(1, max(0, σ(log α)(ζ − γ) + γ)) is non-zero (log α > log(−γ/ζ)) — the mask the ``l0`` row counts, so
+  both rows have the same kept count and differ only in the gates being removed and the fine-tuning;
+- ``"sample"``: one hard-concrete sample of every gate, u drawn with the seeded generator
+  ``generator(seed, "l0-fixed-mask")``, kept where z > 0 (each weight kept with probability
+  σ(log α − β log(−γ/ζ)), the term of the expected-L0 penalty).
+
+The fine-tuning is the run's second resumable stage (seed ``derive_seed(seed, "l0-finetune")``) and adds a
+row of variant ``l0_fixed`` (ℓ0, fixed mask, fine-tuned), stage index 1, with the network's evaluation
+before fine-tuning (``start_*``) among its extras; ``result.model`` is then the fine-tuned plain network,
+``states["gated"]`` the gate-trained wrapper (weights and log α) and ``states["final"]`` the fine-tuned
+network.
 """
 from __future__ import annotations
 
@@ -13,18 +31,23 @@ from typing import ClassVar, Literal, Optional, Union
 from pydantic import Field
 
 from ..primitives.l0 import HardConcreteGates
-from ..seeding import generator
+from ..seeding import derive_seed, generator
 from ..training import snapshot
 from .base import Procedure, ProcedureResult, RunContext, register_procedure
 from .continuous import FollowSchedule, mask_optimizer
 
+FIXED_MASKS = ("none", "sample", "threshold")
+VARIANT_NAMES = {"l0": "ℓ0 (plain)", "l0_fixed": "ℓ0 (fixed mask, fine-tuned)"}   # for tables
+
 
 @register_procedure("l0")
 class L0Config(Procedure):
-    """Joint training of weights and hard-concrete gates under an expected-L0 penalty."""
+    """Joint training of weights and hard-concrete gates under an expected-L0 penalty; optionally a fixed
+    mask taken from the gates, then fine-tuning of the weights under it."""
 
     kind: Literal["l0"] = "l0"
-    stage_index: ClassVar[str] = "0 (one training run)"
+    stage_index: ClassVar[str] = ("0 (gate training, variant l0); 1 (fine-tuning under the fixed mask, "
+                                  "variant l0_fixed, when fixed_mask is not 'none')")
 
     penalty: float = Field(1e-5, ge=0)         # λ on the expected number of non-zero gates
     init_drop: float = Field(0.5, gt=0, lt=1)  # initial drop probability: log α = log((1 - p)/p)
@@ -35,6 +58,11 @@ class L0Config(Procedure):
     gamma: float = Field(-0.1, lt=0)
     zeta: float = Field(1.1, gt=1)
     scope: Union[str, list[str], None] = None
+    # "none": plain ℓ0; else a binary mask from the trained gates, fixed, then fine-tuning (module docstring)
+    fixed_mask: Literal[FIXED_MASKS] = "none"
+
+    def trainings(self) -> int:
+        return 1 + (self.fixed_mask != "none")
 
     def run(self, ctx: RunContext) -> ProcedureResult:
         train_cfg = ctx.train_cfg
@@ -57,4 +85,24 @@ class L0Config(Procedure):
                 extra={"expected_l0_fraction": float(gates.expected_l0().detach()) / mask.total()})
         ctx.result.model = gates
         ctx.result.states["final"] = snapshot(gates)
+        if self.fixed_mask == "none":
+            return ctx.result
+        return self._fixed_mask_finetune(ctx, gates, mask)
+
+    def _fixed_mask_finetune(self, ctx: RunContext, gates: HardConcreteGates, test_time_mask) -> ProcedureResult:
+        fixed = (test_time_mask.clone() if self.fixed_mask == "threshold"
+                 else gates.sampled_mask(generator(ctx.seed, "l0-fixed-mask")))
+        ctx.result.states["gated"] = ctx.result.states.pop("final")
+        net = gates.model            # the plain network: the gates leave the forward pass
+        fixed.apply(net)             # its trained weights times the mask
+        ft_cfg = ctx.finetune or ctx.train_cfg
+        start = ctx.evaluate(net, ft_cfg, precision=ft_cfg.precision)
+        res = ctx.train(net, ft_cfg, mask=fixed, seed=derive_seed(ctx.seed, "l0-finetune"),
+                        desc="l0 fixed-mask finetune")
+        agree = 1.0 - (fixed ^ test_time_mask).kept() / fixed.total() if fixed.total() else 1.0
+        ctx.row("l0_fixed", 1, fixed, res,
+                extra={"fixed_mask": self.fixed_mask, "test_time_mask_agreement": agree,
+                       **{f"start_{k}": v for k, v in start.items()}})
+        ctx.result.model = net
+        ctx.result.states["final"] = snapshot(net)
         return ctx.result
