@@ -116,3 +116,14 @@ def save_figure(fig, path) -> tuple[Path, Path]:
             fig.savefig(buf, format=fmt, metadata=meta)
         atomic_write_bytes(out, buf.getvalue())
     return png, svg
+
+
+def save_png(fig, path, dpi: int = 120) -> Path:
+    """Lay out a pyplot figure, write it as one PNG atomically and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    return atomic_write_bytes(Path(path), buf.getvalue())

@@ -10,6 +10,7 @@ import pandas as pd
 from ...analysis import mean_std_ci
 from ...io import atomic_write_bytes
 from ...procedures.tickets import highest_sparsity_within
+from ..plots import save_png
 from . import PageData
 
 # recipe -> (model as the rebuttal names it, output subdirectory)
@@ -86,11 +87,7 @@ def plot(rows: pd.DataFrame, dense: pd.Series, model: str, path: Path) -> Path:
     ax.set_title(f"{model}: accuracy vs sparsity, mean over seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def write_rebuttal_tables(data: PageData, out: Path) -> list[Path]:
