@@ -13,6 +13,7 @@ import io
 import random
 import struct
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import pytest
 import torch
 
 from prunelab.data import (
-    LAYOUTS, Augmentation, DataFormatError, Dataset, Split, download_url, extract_tar, list_datasets,
+    LAYOUTS, Augmentation, DataFormatError, Dataset, Split, download_url, extract_tar, extract_zip, list_datasets,
     load_dataset, random_crop, random_crop_flip, random_hflip, read_cifar_bin, read_idx, subsample,
 )
 from prunelab.errors import ChecksumError, ConfigError, DataNotFoundError, UnknownNameError
@@ -106,6 +107,65 @@ def tar_gz(members: dict[str, bytes]) -> bytes:
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+# Tiny-ImageNet: wnids.txt deliberately unsorted (labels follow the sorted order), one greyscale JPEG.
+TINY_WNIDS = ("n09999999", "n01443537", "n02124075")
+
+
+def _solid_jpeg(path: Path, rgb: tuple[int, int, int], grey: bool = False) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.new("L", (64, 64), rgb[0]) if grey else Image.new("RGB", (64, 64), rgb)
+    img.save(path, format="JPEG", quality=95)
+
+
+def write_tiny_imagenet(d: Path) -> dict:
+    """A 3-class tree in the official layout: 2 train images per class, 3 val images, a test folder.
+    Returns the expected train/val colours and labels in load order."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "wnids.txt").write_text("\n".join(TINY_WNIDS) + "\n")
+    (d / "words.txt").write_text("".join(f"{w}\tthing {w}\n" for w in TINY_WNIDS + ("n00000001",)))
+    order = sorted(TINY_WNIDS)
+    train_x, train_y = [], []
+    for label, wnid in enumerate(order):
+        for k in range(2):
+            rgb = (40 + 60 * label, 200 - 80 * k, 30 + 100 * k)
+            grey = label == 2 and k == 1
+            _solid_jpeg(d / "train" / wnid / "images" / f"{wnid}_{k}.JPEG", rgb, grey=grey)
+            (d / "train" / wnid / f"{wnid}_boxes.txt").write_text("")
+            train_x.append((rgb[0],) * 3 if grey else rgb)
+            train_y.append(label)
+    val = {"val_0.JPEG": ("n02124075", (250, 10, 10)), "val_1.JPEG": ("n09999999", (10, 250, 10)),
+           "val_2.JPEG": ("n01443537", (10, 10, 250))}
+    lines = []
+    for name in ("val_2.JPEG", "val_0.JPEG", "val_1.JPEG"):  # annotation order is not load order
+        wnid, rgb = val[name]
+        _solid_jpeg(d / "val" / "images" / name, rgb)
+        lines.append(f"{name}\t{wnid}\t0\t0\t63\t63")
+    (d / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    _solid_jpeg(d / "test" / "images" / "test_0.JPEG", (1, 2, 3))
+    return {
+        "train_x": train_x, "train_y": train_y,
+        "val_x": [val[n][1] for n in sorted(val)], "val_y": [order.index(val[n][0]) for n in sorted(val)],
+    }
+
+
+@pytest.fixture
+def tiny3(monkeypatch):
+    """Let tiny_imagenet load a 3-class tree (the registered entry insists on the official 200 wnids)."""
+    from prunelab.data import registry
+
+    info = registry.DATASETS["tiny_imagenet"]
+    monkeypatch.setitem(registry.DATASETS, "tiny_imagenet", dataclasses.replace(
+        info, num_classes=3, read=registry._file_reader("tiny_imagenet", 3)))
+
+
+def _solid_images(x: torch.Tensor, colours: list) -> None:
+    """Each image is one solid colour (JPEG keeps those to within a couple of levels)."""
+    expect = torch.tensor(colours, dtype=torch.float32)[:, :, None, None].expand(-1, -1, 64, 64)
+    assert (x.float() - expect).abs().max().item() <= 3
 
 
 def small_dataset(n=10, channels=1, hw=4, num_classes=10) -> Dataset:
@@ -242,7 +302,7 @@ def test_missing_files_error_names_files(tmp_path):
 
 
 def test_unknown_names():
-    assert list_datasets() == ["cifar10", "cifar100", "fashion_mnist", "mnist", "mnist1d"]
+    assert list_datasets() == ["cifar10", "cifar100", "fashion_mnist", "mnist", "mnist1d", "tiny_imagenet"]
     with pytest.raises(UnknownNameError) as e:
         load_dataset("cifar-10", root="/nonexistent")
     assert "cifar10" in str(e.value) and "mnist1d" in str(e.value) and "'cifar-10'" in str(e.value)
@@ -569,3 +629,140 @@ def test_device_subset_script_writes_the_train_size_subset(tmp_path):
     ref = load_dataset("cifar10", root=tmp_path / "src", download=False, progress=False, train_size=20)
     assert torch.equal(small.train.x, ref.train.x) and torch.equal(small.train.y, ref.train.y)
     assert torch.equal(small.test.x, ref.test.x) and len(small.train) == 20
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tiny-ImageNet (official zip layout, decoded with Pillow, cached as safetensors)
+
+def _tiny_tensors(ds):
+    return ds.train.x, ds.train.y, ds.test.x, ds.test.y
+
+
+def test_tiny_imagenet_official_layout(tmp_path, tiny3):
+    expect = write_tiny_imagenet(tmp_path / "tiny_imagenet" / "tiny-imagenet-200")
+    ds = load_dataset("tiny_imagenet", root=tmp_path, download=False, progress=False)
+    assert ds.train.x.shape == (6, 3, 64, 64) and ds.test.x.shape == (3, 3, 64, 64) and ds.val is None
+    assert ds.train.x.dtype == torch.uint8 and ds.train.y.dtype == torch.int64
+    assert ds.classes == tuple(sorted(TINY_WNIDS))            # label = position in sorted wnids.txt
+    assert ds.train.y.tolist() == expect["train_y"] == [0, 0, 1, 1, 2, 2]
+    assert ds.test.y.tolist() == expect["val_y"] == [1, 2, 0]  # val_0, val_1, val_2 from the annotations
+    _solid_images(ds.train.x, expect["train_x"])              # includes a greyscale JPEG -> RGB
+    _solid_images(ds.test.x, expect["val_x"])
+    assert ds.input_shape == (3, 64, 64) and ds.mean == (0.485, 0.456, 0.406) and ds.std == (0.229, 0.224, 0.225)
+    assert ds.augmentation == Augmentation(crop_padding=4, flip=True)
+
+
+def test_tiny_imagenet_registered_entry_wants_200_wnids(tmp_path):
+    write_tiny_imagenet(tmp_path / "tiny-imagenet-200")
+    with pytest.raises(DataFormatError, match="expected 200 wnids, found 3"):
+        load_dataset("tiny_imagenet", root=tmp_path, download=False, progress=False)
+
+
+def test_tiny_imagenet_cache_reused_identical_and_damage_regenerated(tmp_path, tiny3, monkeypatch):
+    from prunelab.data import tiny_imagenet as tin
+
+    d = tmp_path / "tiny_imagenet"
+    write_tiny_imagenet(d)
+    first = _tiny_tensors(load_dataset("tiny_imagenet", root=tmp_path, download=False, progress=False))
+    cache = d / tin.CACHE_NAME
+    assert cache.is_file()
+
+    real_decode = tin._decode
+    calls = []
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real_decode(*a, **k)
+
+    monkeypatch.setattr(tin, "_decode", counting)
+    second = _tiny_tensors(load_dataset("tiny_imagenet", root=tmp_path, download=False, progress=False))
+    assert calls == []                                             # served from the cache
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+    cache.write_bytes(cache.read_bytes()[:200])                    # truncated: regenerated, never trusted
+    third = _tiny_tensors(load_dataset("tiny_imagenet", root=tmp_path, download=False, progress=False))
+    assert len(calls) == 2 and all(torch.equal(a, b) for a, b in zip(first, third))
+    calls.clear()
+    load_dataset("tiny_imagenet", root=tmp_path, download=False, progress=False)
+    assert calls == []                                             # the rewritten cache is good again
+
+    _solid_jpeg(d / "train" / "n01443537" / "images" / "n01443537_2.JPEG", (5, 6, 7))   # the files changed
+    ds = load_dataset("tiny_imagenet", root=tmp_path, download=False, progress=False)
+    assert len(calls) == 2 and len(ds.train) == 7 and ds.train.y.tolist() == [0, 0, 0, 1, 1, 2, 2]
+    assert not [p for p in d.iterdir() if p.name.startswith(".")]  # no temp files left by the atomic write
+
+
+def test_tiny_imagenet_missing_files(tmp_path, tiny3):
+    d = tmp_path / "tiny_imagenet" / "tiny-imagenet-200"
+    write_tiny_imagenet(d)
+    (d / "val" / "val_annotations.txt").unlink()
+    with pytest.raises(DataNotFoundError) as e:
+        load_dataset("tiny_imagenet", root=tmp_path, download=False)
+    msg = str(e.value)
+    assert "'tiny_imagenet'" in msg and "val/val_annotations.txt" in msg and "wnids.txt" in msg
+    assert "tiny-imagenet-200.zip" in msg and "90528d7ca1a48142e341f4ef8d21d0de" in msg
+    assert str(d) in msg and "download=True" in msg
+
+    d2 = tmp_path / "b" / "tiny-imagenet-200"
+    write_tiny_imagenet(d2)
+    (d2 / "val" / "images" / "val_1.JPEG").unlink()
+    with pytest.raises(DataFormatError, match="val_1.JPEG"):
+        load_dataset("tiny_imagenet", root=tmp_path / "b", download=False, progress=False)
+    for p in (d2 / "train" / "n02124075" / "images").iterdir():
+        p.unlink()
+    with pytest.raises(DataFormatError, match="no training images for class n02124075"):
+        load_dataset("tiny_imagenet", root=tmp_path / "b", download=False, progress=False)
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_tiny_imagenet_download_zip(tmp_path, tiny3, monkeypatch):
+    staging = tmp_path / "staging"
+    expect = write_tiny_imagenet(staging / "tiny-imagenet-200")
+    archive = _zip(tmp_path / "tiny-imagenet-200.zip", {
+        p.relative_to(staging).as_posix(): p.read_bytes() for p in sorted(staging.rglob("*")) if p.is_file()})
+    _patch_layout(monkeypatch, "tiny_imagenet", archive.as_uri(), md5(archive.read_bytes()))
+    root = tmp_path / "root"
+    ds = load_dataset("tiny_imagenet", root=root, download=True, progress=False)
+    assert ds.test.y.tolist() == expect["val_y"] and len(ds.train) == 6
+    top = root / "tiny_imagenet"
+    assert (top / "tiny-imagenet-200" / "wnids.txt").is_file()
+    assert (top / "tiny-imagenet-200" / "test" / "images" / "test_0.JPEG").is_file()
+    assert not (top / "tiny-imagenet-200.zip").exists()           # archive removed after extraction
+    assert not [p for p in top.iterdir() if p.name.startswith(".")]
+    again = load_dataset("tiny_imagenet", root=root, download=False, progress=False)
+    assert torch.equal(again.train.x, ds.train.x)
+
+
+@pytest.mark.parametrize("evil", ["../evil.bin", "/tmp/prunelab-abs-evil.bin", "a/../../evil.bin", "link"])
+def test_extract_zip_rejects_path_traversal(tmp_path, evil):
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("ok.bin", b"1")
+        if evil == "link":  # a symlink member pointing out of the tree
+            info = zipfile.ZipInfo("link")
+            info.external_attr = (0o120777 << 16)
+            zf.writestr(info, "../outside")
+        else:
+            zf.writestr(zipfile.ZipInfo(evil), b"2")  # ZipInfo keeps the name as given
+    dest = tmp_path / "out"
+    with pytest.raises(DataFormatError, match="unsafe"):
+        extract_zip(bad, dest)
+    assert not (tmp_path / "evil.bin").exists() and not Path("/tmp/prunelab-abs-evil.bin").exists()
+    assert [p for p in dest.rglob("*")] == []
+
+
+def test_tiny_imagenet_unsafe_download_is_data_not_found(tmp_path, tiny3, monkeypatch):
+    archive = _zip(tmp_path / "tiny-imagenet-200.zip", {"tiny-imagenet-200/wnids.txt": b"n0\n"})
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr(zipfile.ZipInfo("../evil.txt"), b"x")
+    _patch_layout(monkeypatch, "tiny_imagenet", archive.as_uri(), md5(archive.read_bytes()))
+    with pytest.raises(DataNotFoundError, match="unsafe archive member"):
+        load_dataset("tiny_imagenet", root=tmp_path / "root", progress=False)
+    assert not (tmp_path / "root" / "evil.txt").exists()
+    assert [p for p in (tmp_path / "root").rglob("*") if p.is_file()] == []

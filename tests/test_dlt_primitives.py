@@ -262,3 +262,32 @@ def test_percentile_bisection_matches_min_rank_rule(small):
         top[score.flatten().topk(keep).indices] = True
         assert torch.equal(top.view(40, 30), sel)
     assert hits >= 10   # the count is usually reachable with distinct values
+
+
+def test_randomize_signs_flips_exactly_the_drawn_signs_and_keeps_the_mask():
+    from prunelab.procedures.supermask import randomize_signs
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    names = ["0.weight", "2.weight"]
+    sm = BernoulliSupermask(model, names, score_init=0.0)
+    with torch.no_grad():   # "trained" scores: some positive, some negative
+        for n in names:
+            sm.score(n).copy_(torch.randn(sm.score(n).shape))
+    bases = {n: sm.base_weight(n).clone() for n in names}
+    params = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = {n: sm.score(n).detach().clone() for n in names}
+    hard = sm.hard_mask()
+    flips = randomize_signs(sm, torch.Generator().manual_seed(123))
+    g = torch.Generator().manual_seed(123)   # the draw, recomputed: one rand tensor per weight, in order
+    for n in names:
+        expected = torch.rand(bases[n].shape, generator=g) < 0.5
+        assert torch.equal(flips[n], expected)
+        assert 0 < int(expected.sum()) < expected.numel()
+        after = sm.base_weight(n)
+        assert torch.equal(after[expected], -bases[n][expected])
+        assert torch.equal(after[~expected], bases[n][~expected])
+        assert torch.equal(after.abs(), bases[n].abs())
+        assert torch.equal(sm.score(n), scores[n])
+    assert sm.hard_mask() == hard
+    for k, v in model.state_dict().items():   # the wrapped model's own parameters are never written
+        assert torch.equal(v, params[k]), k

@@ -131,3 +131,19 @@ def test_runner_dispatches_the_new_procedures(tmp_path, data_root, procedure):
     assert len(df) and df["test_acc"].notna().all()
     again = run_experiment(expand(raw), tmp_path / "store", progress=False, log=None)
     assert again.equals(df)   # second run is a cache hit
+
+
+def test_learned_supermask_sign_randomized_evaluation(blobs):
+    cfg = CFG.model_copy(update={"optimizer": "sgd", "lr": 10.0})
+    plain = run_procedure(tiny_mlp, blobs, cfg, LearnedSupermaskConfig(scope=SCOPE), seed=0)
+    flipped = run_procedure(tiny_mlp, blobs, cfg, LearnedSupermaskConfig(scope=SCOPE, sign_randomize=True), seed=0)
+    row, base = flipped.rows[0], plain.rows[0]
+    extra = row.row()
+    assert len(extra["sign_randomized_test_acc_samples"]) == 10
+    assert extra["sign_randomized_test_acc"] == pytest.approx(sum(extra["sign_randomized_test_acc_samples"]) / 10)
+    assert "sign_randomized_test_loss" in extra
+    # the usual evaluation, the mask and the stored (unflipped) weights are as without the option
+    assert row.final == base.final and row.mask == base.mask
+    for k, v in plain.states["final"].items():
+        assert torch.equal(flipped.states["final"][k], v), k
+    assert extra["sign_randomized_test_acc"] != base.final["test_acc"]

@@ -128,22 +128,28 @@ def test_resume_after_crash_gives_identical_results(blobs, tmp_path):
         assert a.mask == b.mask
 
 
+def _crash_at_step(n: int, run) -> None:
+    """Call ``run`` and make it raise Crash at its n-th optimizer step (a crash mid-training)."""
+    steps = []
+
+    def crash(opt, args, kwargs):
+        steps.append(1)
+        if len(steps) == n:
+            raise Crash
+
+    handle = register_optimizer_step_post_hook(crash)
+    try:
+        with pytest.raises(Crash):
+            run()
+    finally:
+        handle.remove()
+
+
 def test_crash_mid_training_resumes_from_the_partial_checkpoint(blobs, tmp_path):
     imp = IMPConfig(rounds=2, rate=0.4, controls=("reinit",))
     clean = run_imp(tiny_mlp, blobs, CFG, imp, seed=5)
-    steps = []
-
-    def crash_at_step_29(opt, args, kwargs):   # 24 steps per training: step 5 of round 1's ticket
-        steps.append(1)
-        if len(steps) == 29:
-            raise Crash
-
-    handle = register_optimizer_step_post_hook(crash_at_step_29)
-    try:
-        with pytest.raises(Crash):
-            run_imp(tiny_mlp, blobs, CFG, imp, seed=5, checkpoints=Checkpoints(tmp_path, every_iterations=3))
-    finally:
-        handle.remove()
+    _crash_at_step(29, lambda: run_imp(tiny_mlp, blobs, CFG, imp, seed=5,   # 24 steps per training:
+                                       checkpoints=Checkpoints(tmp_path, every_iterations=3)))  # round 1, step 5
     ck = Checkpoints(tmp_path, every_iterations=3)
     resumed = run_imp(tiny_mlp, blobs, CFG, imp, seed=5, checkpoints=ck)
     assert ck.resumed == [(0, "final", 24), (1, "partial", 3)]
@@ -162,3 +168,59 @@ def test_damaged_checkpoint_is_recomputed_never_used(blobs, tmp_path):
     assert [s for s, _, _ in ck.resumed] == [0, 2]
     assert again.table().equals(clean.table())
     assert not list(tmp_path.rglob("partial*"))   # a finished training keeps only its final record
+
+
+# score_at="early_stop" (Zhou et al.'s --final_weights_ind) -------------------------------------------------
+ES_CFG = TrainConfig(optimizer="adam", lr=0.1, batch_size=32, epochs=4, eval_every=2, eval_splits=("val", "test"))
+
+
+def test_score_at_early_stop_scores_the_min_val_loss_weights(blobs):
+    from prunelab.pruning import prune
+    from prunelab.seeding import derive_seed
+    from prunelab.training import snapshot, train
+
+    imp = IMPConfig(rounds=1, rate=0.5, score="magnitude_increase", score_at="early_stop")
+    res = run_imp(tiny_mlp, blobs, ES_CFG, imp, seed=3)
+    dense = res.rows[0]
+    es_it = dense.early_stop["iteration"]
+    assert 0 < es_it < dense.final["iteration"]      # the setting is one where early stopping matters
+
+    # independently: replay the dense training (a pure function of init, mask, cfg and seed) up to es_it
+    model = tiny_mlp(3)
+    init = snapshot(model)
+    ones = Mask.ones(model)
+    replay = train(model, blobs, ES_CFG, mask=ones, seed=3, checkpoint_at=[es_it])
+    assert replay.early_stop("val")["iteration"] == es_it
+    final_mask = prune(model, mask=ones, rate=0.5, score="magnitude_increase", apply=False, init_state=init,
+                       allocation="layerwise", seed=derive_seed(3, "prune", 1))
+    from prunelab.training import restore
+    restore(model, replay.checkpoints[es_it])
+    by_hand = prune(model, mask=ones, rate=0.5, score="magnitude_increase", apply=False, init_state=init,
+                    allocation="layerwise", seed=derive_seed(3, "prune", 1))
+    assert res.masks()[1] == by_hand
+    assert by_hand != final_mask                     # ... and it is not the final weights' mask
+    # the default still scores the final weights, and the dense training is untouched by the callback
+    plain = run_imp(tiny_mlp, blobs, ES_CFG, IMPConfig(rounds=1, rate=0.5, score="magnitude_increase"), seed=3)
+    assert plain.masks()[1] == final_mask
+    assert plain.rows[0].final == dense.final
+
+
+def test_score_at_early_stop_needs_a_val_split(blobs):
+    from prunelab.errors import ConfigError
+    imp = IMPConfig(rounds=1, rate=0.5, score_at="early_stop")
+    with pytest.raises(ConfigError, match=r"score_at='early_stop'.*eval_splits is \('test',\)"):
+        run_imp(tiny_mlp, blobs, ES_CFG.model_copy(update={"eval_splits": ("test",)}), imp, seed=0)
+    with pytest.raises(ValueError, match="score_at"):
+        IMPConfig(score_at="best")
+
+
+def test_score_at_early_stop_snapshot_survives_resume(blobs, tmp_path):
+    imp = IMPConfig(rounds=2, rate=0.4, score_at="early_stop")
+    clean = run_imp(tiny_mlp, blobs, ES_CFG, imp, seed=5)
+    _crash_at_step(39, lambda: run_imp(tiny_mlp, blobs, ES_CFG, imp, seed=5,   # 32 steps per training:
+                                       checkpoints=Checkpoints(tmp_path, every_iterations=3)))  # round 1, step 7
+    ck = Checkpoints(tmp_path, every_iterations=3)
+    resumed = run_imp(tiny_mlp, blobs, ES_CFG, imp, seed=5, checkpoints=ck)
+    assert [(s, kind) for s, kind, _ in ck.resumed] == [(0, "final"), (1, "partial")]
+    assert resumed.table().equals(clean.table())
+    assert [r.mask for r in resumed.rows] == [r.mask for r in clean.rows]

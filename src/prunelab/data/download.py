@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +24,7 @@ from tqdm import tqdm
 from prunelab.errors import ChecksumError
 from prunelab.data.formats import DataFormatError
 
-__all__ = ["download_url", "extract_tar"]
+__all__ = ["download_url", "extract_archive", "extract_tar", "extract_zip"]
 
 _CHUNK = 1 << 20
 # tarfile.FilterError only exists where extraction filters do (3.10.12+, 3.11.4+).
@@ -123,12 +125,72 @@ def extract_tar(archive: str | Path, dest: str | Path) -> list[Path]:
             raise DataFormatError(f"{archive}: refusing unsafe archive member: {exc}") from exc
         except tarfile.TarError as exc:
             raise DataFormatError(f"{archive}: not a readable tar archive ({exc})") from exc
-        out = []
-        for src in sorted(p for p in staging.rglob("*") if p.is_file()):
-            target = dest / src.relative_to(staging)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, target)
-            out.append(target)
-        return out
+        return _move_staged(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_staged(staging: Path, dest: Path) -> list[Path]:
+    """Move every extracted file from ``staging`` to the same place under ``dest`` (files appear whole)."""
+    out = []
+    for src in sorted(p for p in staging.rglob("*") if p.is_file()):
+        target = dest / src.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, target)
+        out.append(target)
+    return out
+
+
+def _safe_zip_name(info: zipfile.ZipInfo, archive: Path) -> str | None:
+    """The member's relative path if it is a plain file/dir that stays inside the target, else raise.
+
+    Rejects what tarfile's ``"data"`` filter rejects: absolute names (also ``C:`` drives and ``\\``
+    separators), any ``..`` component, and symlinks (Unix mode bits in ``external_attr``).
+    Returns None for directory entries (directories are created from the file paths).
+    """
+    name = info.filename.replace("\\", "/")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the archiver stored no Unix file type
+    if (
+        name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in parts or not parts
+        or kind not in (0, stat.S_IFREG, stat.S_IFDIR)  # symlinks, devices, fifos
+    ):
+        raise DataFormatError(f"{archive}: refusing unsafe archive member {info.filename!r}")
+    return None if info.is_dir() else "/".join(parts)
+
+
+def extract_zip(archive: str | Path, dest: str | Path) -> list[Path]:
+    """Extract a zip into ``dest`` with the same guarantees as :func:`extract_tar`.
+
+    Every member name is checked before anything is written (absolute paths, ``..``, links: DataFormatError
+    naming the member, and ``dest`` is left as it was); members are streamed into a staging directory
+    inside ``dest`` and renamed into place one by one. Returns the extracted file paths.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataFormatError(f"{archive}: not a readable zip archive ({exc})") from exc
+    staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+    try:
+        with zf:
+            members = [(info, _safe_zip_name(info, archive)) for info in zf.infolist()]
+            try:
+                for info, rel in members:
+                    if rel is None:
+                        continue
+                    target = staging / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, _CHUNK)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:  # CRC mismatch, truncation
+                raise DataFormatError(f"{archive}: damaged zip archive ({exc})") from exc
+        return _move_staged(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def extract_archive(archive: str | Path, dest: str | Path) -> list[Path]:
+    """:func:`extract_zip` for ``.zip`` files, :func:`extract_tar` for anything else."""
+    return (extract_zip if Path(archive).suffix.lower() == ".zip" else extract_tar)(archive, dest)

@@ -34,6 +34,9 @@ wardrobe whale willow_tree wolf woman worm
 """.split())
 
 CIFAR_AUG = Augmentation(crop_padding=4, flip=True)
+# Tiny-ImageNet is normalised with the usual ImageNet-1k per-channel mean/std (it is a subset of ImageNet),
+# not with statistics of its own; its classes are the 200 wnids, sorted (= label order), read from wnids.txt.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class DatasetInfo:
 def _file_reader(name: str, num_classes: int) -> Callable[[Path, bool, bool], RawData]:
     def read(root: Path, download: bool, progress: bool) -> RawData:
         directory = ensure_files(LAYOUTS[name], root, download=download, progress=progress)
-        return read_raw(name, directory, num_classes)
+        return read_raw(name, directory, num_classes, progress=progress)
 
     return read
 
@@ -77,6 +80,11 @@ DATASETS: dict[str, DatasetInfo] = {
     "cifar100": DatasetInfo(
         "cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), CIFAR100_CLASSES,
         CIFAR_AUG, True, True, _file_reader("cifar100", 100),
+    ),
+    # 64x64 crop with 4 px zero padding + flip, the CIFAR recipe (Augmentation keeps the input size).
+    "tiny_imagenet": DatasetInfo(
+        "tiny_imagenet", 200, (3, 64, 64), IMAGENET_MEAN, IMAGENET_STD, (),
+        CIFAR_AUG, True, True, _file_reader("tiny_imagenet", 200),
     ),
     # Signals are already standardised by the generator (zero mean, unit std), so "standard" is identity.
     "mnist1d": DatasetInfo(
@@ -177,7 +185,8 @@ def load_dataset(
     the test split (seed ``test_seed``; default: the whole test set, which every reproduction should use
     unless it states otherwise). ``normalize``: "standard" (the dataset's usual
     per-channel mean/std), "divide255" (pixels / 255 only), or an explicit ``(mean, std)`` on the 0-1
-    scale. ``augment``: None = dataset default (CIFAR crop 32 pad 4 + flip; none for MNIST-type),
+    scale. ``augment``: None = dataset default (CIFAR crop 32 pad 4 + flip, Tiny-ImageNet crop 64 pad 4 +
+    flip; none for MNIST-type),
     True = the dataset's standard augmentation, False = none, or an ``Augmentation`` / dict.
     """
     info = dataset_info(name)
@@ -218,7 +227,7 @@ def load_dataset(
         mean=mean,
         std=std,
         augmentation=aug,
-        classes=info.classes,
+        classes=raw.classes if raw.classes is not None else info.classes,
         is_image=info.is_image,
         normalize=mode,
     )

@@ -15,6 +15,10 @@ initialisation) and ``random_mask`` (random positions with the ticket's per-laye
 
 Rows: variant ``ticket`` or the control's name; the stage index ``round`` is the IMP round (0 = the dense
 training, r = the network after the r-th pruning).
+
+``score_at="early_stop"`` (Zhou et al.'s ``--final_weights_ind``): the round's mask is scored from the weights
+at the minimum-validation-loss evaluation of the round's training (kept by :class:`BestValSnapshot`)
+instead of the final weights; the trained network itself still continues from its final weights.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from typing import Callable, ClassVar, Literal, Optional, Union
 
 import torch
 from pydantic import Field, field_validator, model_validator
+from torch import nn
 
 from ..primitives.criteria import SINGLE, single_mask
 from ..primitives.masks import Mask
@@ -30,8 +35,9 @@ from ..primitives.weight_actions import (KEPT_ACTIONS, PRUNED_ACTIONS, FrozenWei
                                          pruned_action)
 from ..pruning import prune
 from ..seeding import derive_seed, generator
+from ..errors import ConfigError
 from ..training import TrainConfig, restore, snapshot
-from ..training.loop import resolve_device
+from ..training.loop import _has_conv2d, evaluate, resolve_device
 from .base import ModelFn, Procedure, ProcedureResult, ResultRow, RunContext, register_procedure, run_procedure
 from .controls import CONTROLS, ControlStart
 
@@ -49,6 +55,9 @@ class _PruneRounds(Procedure):
     ties: Literal["random", "index", "keep"] = "random"
     rewind_iteration: int = Field(0, ge=0)
     controls: tuple[ControlName, ...] = ()
+    # which weights of a round's training the mask criterion sees: the last ones, or those at the
+    # minimum-validation-loss evaluation (Zhou et al.'s --final_weights_ind; needs a "val" eval split)
+    score_at: Literal["final", "early_stop"] = "final"
 
     def needs_finetune(self) -> bool:
         return self.rewind == "finetune"
@@ -154,7 +163,70 @@ def run_oneshot(model_fn: ModelFn, data, train_cfg: TrainConfig, sparsity: float
                    seed=seed, finetune=finetune)
 
 
+class BestValSnapshot:
+    """Training callback that keeps the weights at the minimum-validation-loss evaluation.
+
+    The loop evaluates after the callbacks of a step, so at every evaluation iteration (``it % eval_every
+    == 0`` or ``it == total``) this callback evaluates the ``val`` split itself, with the loop's own
+    settings: the same model state, batches and precision give bit-identical losses, so the kept iteration
+    is :meth:`TrainResult.early_stop` ``("val")``'s (first minimum wins, as ``min`` does). It costs one more
+    validation pass per evaluation and no RNG. ``state_dict`` / ``load_state_dict`` make the snapshot
+    survive resuming."""
+
+    def __init__(self, data, cfg: TrainConfig, model: nn.Module, start_iteration: int = 0):
+        n = len(data.train)
+        self.data = data
+        self.total = cfg.total_iterations(n)
+        self.eval_every = cfg.eval_every or cfg.iterations_per_epoch(n)
+        self.start_iteration = start_iteration
+        self.eval_kw = dict(batch_size=cfg.eval_batch_size, precision=cfg.precision,
+                            channels_last=cfg.channels_last if cfg.channels_last is not None
+                            else _has_conv2d(model))
+        self.best_loss: Optional[float] = None
+        self.best_iteration: Optional[int] = None
+        self.state: Optional[dict] = None
+
+    def __call__(self, it: int, model: nn.Module) -> None:
+        if it % self.eval_every and it != self.total:
+            return
+        loss = evaluate(model, self.data, "val", **self.eval_kw)["val_loss"]
+        if self.best_loss is None or loss < self.best_loss:
+            self.best_loss, self.best_iteration, self.state = loss, it, snapshot(model)
+
+    def state_dict(self) -> dict:
+        return {"best_loss": self.best_loss, "best_iteration": self.best_iteration, "state": self.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_loss, self.best_iteration = state["best_loss"], state["best_iteration"]
+        self.state = None if state["state"] is None else dict(state["state"])
+
+    def weights_at(self, res, model: nn.Module) -> dict:
+        """The snapshot at ``res.early_stop("val")`` (the model's current state when that is the
+        evaluation after the loop, which follows no step)."""
+        it = res.early_stop("val").get("iteration")
+        if it is not None and it == self.best_iteration:
+            return self.state
+        if it is not None and it == res.iterations and self.best_iteration is None:
+            return snapshot(model)
+        raise RuntimeError(f"score_at='early_stop': the kept snapshot is of iteration {self.best_iteration}, "
+                           f"the early-stop evaluation is at iteration {it}")
+
+
+def _check_score_at(imp: IMPConfig, ctx: RunContext) -> None:
+    if imp.score_at != "early_stop" or imp.rounds < 1:   # nothing is scored without a pruning round
+        return
+    cfgs = [ctx.train_cfg] + ([ctx.finetune] if imp.rewind == "finetune" and ctx.finetune is not None else [])
+    for cfg in cfgs:
+        if "val" not in cfg.eval_splits:
+            raise ConfigError(f"score_at='early_stop' needs a 'val' evaluation split; eval_splits is "
+                              f"{tuple(cfg.eval_splits)!r}")
+    if getattr(ctx.data, "val", None) is None:
+        raise ConfigError("score_at='early_stop' needs a validation split, and the data has none "
+                          "(use score_at='final')")
+
+
 def _run_imp(imp: IMPConfig, ctx: RunContext) -> ProcedureResult:
+    _check_score_at(imp, ctx)
     seed = ctx.seed
     model = ctx.model_fn(seed)
     mask = Mask.ones(model, imp.scope)
@@ -162,22 +234,34 @@ def _run_imp(imp: IMPConfig, ctx: RunContext) -> ProcedureResult:
     init_state = snapshot(model)
     round_init = init_state
     ckpts = (k,) if imp.rewind == "iteration" else ()
-    res = ctx.train(model, mask=mask, seed=seed, checkpoint_at=ckpts, desc="round 0")
+    early = imp.score_at == "early_stop" and imp.rounds >= 1
+    best = BestValSnapshot(ctx.data, ctx.train_cfg, model) if early else None
+    res = ctx.train(model, mask=mask, seed=seed, checkpoint_at=ckpts, desc="round 0",
+                    callbacks=(best,) if best is not None else ())
     rewind_state = res.checkpoints[k] if imp.rewind == "iteration" else init_state
     ctx.row("ticket", 0, mask, res)
     rate = imp.round_rate()
     for rnd in range(1, imp.rounds + 1):
-        # criteria compare the trained weights with the weights this round's training started from
+        # criteria compare the trained weights (or those at the early-stop point) with the weights this
+        # round's training started from
+        trained_state = None
+        if best is not None:
+            trained_state = snapshot(model)
+            scored_state = best.weights_at(res, model)
+            restore(model, scored_state)
         if imp.score in SINGLE:
             mask = single_mask(imp.score, model, mask, init_state=round_init)
         else:
             mask = prune(model, mask=mask, rate=rate, allocation=imp.allocation, rounding=imp.rounding,
                          score=imp.score, ties=imp.ties, seed=derive_seed(seed, "prune", rnd), apply=False,
                          init_state=round_init)
+        scored = snapshot(model)   # the w_f the criterion saw (pruned actions compare it with w_i too)
+        if trained_state is not None:
+            restore(model, trained_state)
         cfg, start = ctx.train_cfg, 0
         train_mask, callbacks = mask, ()
         if imp.uses_weight_actions():
-            start_state, round_init, frozen = _weight_action_start(imp, round_init, snapshot(model), mask,
+            start_state, round_init, frozen = _weight_action_start(imp, round_init, scored, mask,
                                                                    generator(seed, "weight-action", rnd))
             restore(model, start_state)
             if frozen is not None:
@@ -188,6 +272,10 @@ def _run_imp(imp: IMPConfig, ctx: RunContext) -> ProcedureResult:
             start = k
         elif imp.rewind == "finetune":
             cfg = ctx.finetune
+        best = None
+        if early and rnd < imp.rounds:   # the last round's weights are never scored
+            best = BestValSnapshot(ctx.data, cfg, model, start)
+            callbacks = (*callbacks, best)
         res = ctx.train(model, cfg, mask=train_mask, seed=derive_seed(seed, "round", rnd),
                         start_iteration=start, callbacks=callbacks, desc=f"round {rnd}")
         ctx.row("ticket", rnd, mask, res)

@@ -9,6 +9,12 @@
 
 Rows: criterion supermasks give ``dense`` (stage 0) and ``supermask_<weights>`` per power p (stage index
 p); the learned supermask gives one row ``supermask`` (stage 0).
+
+``sign_randomize`` (the rebuttal's control): after training, the learned supermask is evaluated once more
+(mean over ``eval_samples`` sampled masks) with each frozen weight's sign flipped independently with
+probability 1/2 (:func:`randomize_signs`, a seeded generator); magnitudes and the trained scores are
+unchanged. The row gains ``sign_randomized_<split>_acc`` / ``_loss`` / ``_acc_samples``; the stored model
+keeps the original signs.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from ..primitives.learned_mask import BernoulliSupermask
 from ..primitives.masks import Mask
 from ..primitives.schedules import powered_rate
 from ..pruning import prune
-from ..seeding import derive_seed
+from ..seeding import derive_seed, generator
 from ..training import restore, snapshot
 from ..training.loop import evaluate, resolve_device
 from .base import Procedure, ProcedureResult, RunContext, register_procedure
@@ -65,6 +71,8 @@ class LearnedSupermaskConfig(Procedure):
     dynamic_rescale: bool = False
     eval_samples: int = Field(10, ge=1)
     scope: Union[str, list[str], None] = None
+    # also evaluate the trained mask on the weights with randomly flipped signs (row: sign_randomized_*)
+    sign_randomize: bool = False
 
     def run(self, ctx: RunContext) -> ProcedureResult:
         return _run_learned_supermask(self, ctx)
@@ -133,6 +141,20 @@ def evaluate_sampled(model, data, split: str, n_samples: int, *, batch_size: int
             f"{split}_acc_samples": accs}
 
 
+@torch.no_grad()
+def randomize_signs(sm: BernoulliSupermask, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Flip the sign of each frozen weight of ``sm`` independently with probability 1/2, in place; returns
+    the flipped positions per weight. Draws ``torch.rand(shape, generator=g) < 0.5`` on the CPU, one tensor
+    per weight in ``sm.names`` order; magnitudes and scores are untouched."""
+    flips = {}
+    for n in sm.names:
+        w = sm.base_weight(n)
+        flip = torch.rand(w.shape, generator=g) < 0.5
+        flips[n] = flip
+        sm.set_base_weight(n, torch.where(flip.to(w.device), -w, w))
+    return flips
+
+
 def _run_learned_supermask(cfg: LearnedSupermaskConfig, ctx: RunContext) -> ProcedureResult:
     """Train a Bernoulli supermask over the frozen initial weights; one row, variant ``supermask``."""
     train_cfg = ctx.train_cfg
@@ -151,7 +173,28 @@ def _run_learned_supermask(cfg: LearnedSupermaskConfig, ctx: RunContext) -> Proc
     hard.shapes.update({n: tuple(sm.base_weight(n).shape) for n in sm.names})
     # the sampled-mask evaluation, not training's last one; its spread and the expected density go in the row
     extra = {k: v for k, v in row.items() if k == "expected_density" or k.endswith("_acc_samples")}
+    if cfg.sign_randomize:
+        extra.update(_sign_randomized_eval(cfg, ctx, sm))
     ctx.row("supermask", 0, hard, res, final=row, extra=extra)
     ctx.result.model = sm
     ctx.result.states["final"] = snapshot(sm)
     return ctx.result
+
+
+def _sign_randomized_eval(cfg: LearnedSupermaskConfig, ctx: RunContext, sm: BernoulliSupermask) -> dict:
+    """The trained supermask evaluated on randomly sign-flipped weights; the weights are put back after."""
+    train_cfg = ctx.train_cfg
+    original = {n: sm.base_weight(n).clone() for n in sm.names}
+    randomize_signs(sm, generator(ctx.seed, "supermask-sign-flip"))
+    torch.manual_seed(derive_seed(ctx.seed, "supermask-sign-flip-eval"))
+    out = {}
+    try:
+        for split in train_cfg.eval_splits:
+            if split == "val" and getattr(ctx.data, "val", None) is None:
+                continue
+            r = evaluate_sampled(sm, ctx.data, split, cfg.eval_samples, batch_size=train_cfg.eval_batch_size)
+            out.update({f"sign_randomized_{k}": v for k, v in r.items()})
+    finally:
+        for n, w in original.items():
+            sm.set_base_weight(n, w)
+    return out
