@@ -21,13 +21,29 @@ the ticket is always trained on the true data with the same budget. Set ``cross_
 
 Each ticket is one row with ``variant`` = method[/check] and stage index ``round`` = index into
 ``sparsities``; the dense runs are variants ``dense`` and ``dense/<data check>`` (round 0).
+
+Iterative pruning (``pruning="iterative"``, spec §4.3 "iterative is possible"): the LT family finds its
+masks by IMP instead of one magnitude cut. From the shared dense run, ``imp_rounds`` rounds each remove
+``imp_rate`` of the remaining weights by magnitude (SC's rule per ``lt_scope``: with ``sc_conv`` every round
+removes int(rate·kept) conv weights, the Linear stays dense); between rounds the network is reset per method
+and retrained with the mask: ``lt`` to θ0, ``lt_rewind`` to θ_k with the schedule continued from k (late
+resetting), ``lr_rewind`` keeps the trained weights and replays the schedule (Renda et al.). Every training
+of the pruning phase (the dense run and rounds 1..imp_rounds-1) uses the data check's data; the mask of the
+last round is the ticket, and only that final ticket gets the ticket checks and trains on the true data
+(``lt_rewind`` from the pruning phase's θ_k, ``lr_rewind`` from the last pruning-phase weights). SNIP /
+GraSP / SynFlow, random and hybrid tickets are built once at the sparsity IMP reaches,
+1 − (1 − imp_rate)^imp_rounds (each rounding as in one-shot; hybrid from the dense run's weights), so
+``sparsities`` is not given. Stage index in this mode: the IMP round — 0 for the dense runs, r for the
+pruning-phase training after the r-th pruning (variants ``imp/<method>[/<data check>]``, one per LT-family
+method and data check), ``imp_rounds`` for every ticket; ticket rows also carry ``imp_rounds``.
+With ``imp_rounds=1`` the iterative tickets (masks, trainings) equal one-shot's at ``sparsities=(imp_rate,)``.
 """
 from __future__ import annotations
 
 from typing import ClassVar, Literal, Optional
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..errors import ConfigError
 from ..primitives.allocation import check_sparsity
@@ -46,6 +62,9 @@ INIT_SCORES = ("snip", "grasp", "synflow")
 FROM_DENSE = ("lt", "lt_rewind", "lr_rewind", "hybrid")
 USES_DATA = ("snip", "grasp", "lt", "lt_rewind", "lr_rewind", "hybrid")   # data checks apply to these
 LT_SCOPES = ("sc_conv", "conv_linear")
+IMP_METHODS = ("lt", "lt_rewind", "lr_rewind")   # found by IMP with pruning="iterative"
+PRUNINGS = ("oneshot", "iterative")
+_ONESHOT_SPARSITIES = (0.9,)   # the default of ``sparsities`` (an iterative run may not change it)
 
 
 @register_procedure("sanity")
@@ -54,10 +73,15 @@ class SanityConfig(Procedure):
     each sparsity, with data and ticket checks."""
 
     kind: Literal["sanity"] = "sanity"
-    stage_index: ClassVar[str] = "index into sparsities (0 for the dense runs)"
+    stage_index: ClassVar[str] = ("one-shot: index into sparsities (0 for the dense runs); iterative: IMP round "
+                                  "(0 = dense runs, r = pruning-phase training after the r-th pruning, "
+                                  "imp_rounds = every ticket)")
 
     methods: tuple[Literal[METHODS], ...] = ("snip", "grasp", "lt", "lr_rewind", "random", "hybrid")
-    sparsities: tuple[float, ...] = (0.9,)
+    sparsities: tuple[float, ...] = _ONESHOT_SPARSITIES
+    pruning: Literal[PRUNINGS] = "oneshot"     # how the LT family finds its masks (iterative: IMP)
+    imp_rounds: int = Field(1, ge=1)           # iterative only: IMP rounds
+    imp_rate: float = Field(0.2, gt=0, lt=1)   # iterative only: fraction of the remaining weights per round
     data_checks: tuple[Literal[DATA_CHECKS], ...] = ()
     ticket_checks: tuple[Literal[TICKET_CHECKS], ...] = ()
     cross_checks: bool = False
@@ -85,6 +109,35 @@ class SanityConfig(Procedure):
                 raise ValueError(f"sparsity {s!r} is outside [0, 1) (fraction of weights removed)")
         return v
 
+    @model_validator(mode="after")
+    def _pruning_mode(self):
+        # by value, not by fields set, so a dumped spec (defaults included) validates again
+        if self.pruning == "oneshot" and (self.imp_rounds != 1 or self.imp_rate != 0.2):
+            raise ValueError(f"imp_rounds={self.imp_rounds} / imp_rate={self.imp_rate} need pruning='iterative'")
+        if self.pruning == "iterative" and tuple(self.sparsities) != _ONESHOT_SPARSITIES:
+            raise ValueError(f"pruning='iterative' reaches 1 - (1 - imp_rate)^imp_rounds = "
+                             f"{self.imp_sparsity():.4f}; leave sparsities={list(self.sparsities)} out "
+                             f"(set imp_rounds / imp_rate instead)")
+        return self
+
+    def imp_sparsity(self) -> float:
+        """The sparsity the IMP rounds reach: 1 − (1 − imp_rate)^imp_rounds (before per-round rounding)."""
+        return 1.0 - (1.0 - self.imp_rate) ** self.imp_rounds
+
+    def targets(self) -> tuple[float, ...]:
+        """The sparsities tickets are built at: ``sparsities``, or the IMP sparsity when iterative."""
+        return (self.imp_sparsity(),) if self.pruning == "iterative" else tuple(self.sparsities)
+
+    def imp_runs(self) -> list[tuple[str, str]]:
+        """(LT-family method, data check) pairs that run an IMP pruning phase (iterative only)."""
+        if self.pruning != "iterative":
+            return []
+        out = []
+        for m in self.methods:
+            if m in IMP_METHODS:
+                out += [(m, d) for d in dict.fromkeys(d for d, _ in self.combos(m))]
+        return out
+
     def combos(self, method: str) -> list[tuple[str, str]]:
         """The (data check, ticket check) pairs a method is trained with, the unchecked one first."""
         if self.checked_methods is not None and method not in self.checked_methods:
@@ -102,6 +155,9 @@ class SanityConfig(Procedure):
         return [d for d in ("none", *self.data_checks) if d in used]
 
     def trainings(self) -> int:
+        if self.pruning == "iterative":
+            return (len(self.dense_checks()) + (self.imp_rounds - 1) * len(self.imp_runs())
+                    + sum(len(self.combos(m)) for m in self.methods))
         return len(self.dense_checks()) + len(self.sparsities) * sum(len(self.combos(m)) for m in self.methods)
 
     def run(self, ctx: RunContext) -> ProcedureResult:
@@ -112,16 +168,31 @@ def sc_lt_mask(model: torch.nn.Module, sparsity: float, *, generator: Optional[t
     """SC's LT_prune.py: one-shot global magnitude over the conv weights only, removing int(p·N) of the N
     conv+Linear weights so the overall sparsity is p while every Linear stays dense."""
     s = check_sparsity(sparsity)
-    full = Mask.ones(model, "conv_linear")
-    convs = Mask.ones(model, "conv")
-    remove = int(s * full.total())
-    if remove > convs.total():
-        raise ConfigError(f"sparsity {s} removes {remove} weights but the convs hold only {convs.total()}; "
-                          f"with lt_scope='sc_conv' the sparsity must be at most "
+    full, convs = Mask.ones(model, "conv_linear"), Mask.ones(model, "conv")
+    if int(s * full.total()) > convs.total():
+        raise ConfigError(f"sparsity {s} removes {int(s * full.total())} weights but the convs hold only "
+                          f"{convs.total()}; with lt_scope='sc_conv' the sparsity must be at most "
                           f"{convs.total() / full.total():.4f} (or use lt_scope='conv_linear')")
-    kept = select_global(compute_scores("magnitude", model, convs), convs, convs.total() - remove,
+    return sc_lt_prune(model, full, s, generator=generator)
+
+
+def sc_lt_prune(model: torch.nn.Module, mask: Mask, rate: float, *,
+                generator: Optional[torch.Generator] = None) -> Mask:
+    """One more round of SC's LT rule on a pruned network (LT_prune.py applied to a pruned checkpoint):
+    of the K conv+Linear weights ``mask`` keeps, int(rate·K) more are removed, all from the kept conv
+    weights by global magnitude; the Linear entries stay as in ``mask`` (dense)."""
+    r = check_sparsity(rate, "pruning rate")
+    conv_names = set(Mask.ones(model, "conv"))
+    convs = Mask({n: mask[n] for n in mask if n in conv_names},
+                 {n: mask.shapes[n] for n in mask if n in conv_names})
+    remove = int(r * mask.kept())
+    if remove > convs.kept():
+        raise ConfigError(f"this round removes {remove} weights but the convs keep only {convs.kept()}; with "
+                          f"lt_scope='sc_conv' use fewer imp_rounds or a smaller imp_rate "
+                          f"(or lt_scope='conv_linear')")
+    kept = select_global(compute_scores("magnitude", model, convs), convs, convs.kept() - remove,
                          ties="random", generator=generator)
-    return Mask({n: kept[n] if n in kept else full[n] for n in full}, full.shapes)
+    return Mask({n: kept[n] if n in kept else mask[n] for n in mask}, mask.shapes)
 
 
 def init_score_mask(model: torch.nn.Module, method: str, sparsity: float, data, *, cfg: SanityConfig,
@@ -162,15 +233,22 @@ def _run_sanity(cfg: SanityConfig, ctx: RunContext) -> ProcedureResult:
         _row(ctx, "dense" if d == "none" else f"dense/{d}", 0, full, res,
              {"method": "dense", "data_check": d, "ticket_check": "none", "sparsity": 0.0})
 
-    for r, sparsity in enumerate(cfg.sparsities):
+    iterative = cfg.pruning == "iterative"
+    imp = _imp_phase(cfg, ctx, model, init_state, dense, checked) if iterative else {}
+    for r, sparsity in enumerate(cfg.targets()):
         masks: dict[tuple, Mask] = {}   # LT, LT-rewind and LR rewinding share one magnitude mask
         for method in cfg.methods:
-            kind = "magnitude" if method in ("lt", "lt_rewind", "lr_rewind") else method
+            kind = "magnitude" if method in IMP_METHODS else method
             for d, t in cfg.combos(method):
+                if iterative and method in IMP_METHODS:
+                    masks[method, d] = imp[method, d][0]   # each rewind mode has its own IMP mask
+                    kind = method
                 if (kind, d) not in masks:
                     masks[kind, d] = _method_mask(method, model, init_state, dense.get(d), checked[d],
                                                   sparsity, cfg, derive_seed(seed, "mask", kind, d, r))
                 start, start_it = _start_state(method, init_state, dense.get(d), k)
+                if iterative and method == "lr_rewind":
+                    start = imp[method, d][1]   # the last pruning-phase weights
                 if t == "reinit":
                     start_it = 0   # a fresh initialisation has no θ_k
                 g = generator(seed, "ticket-check", method, d, t, r)
@@ -180,10 +258,51 @@ def _run_sanity(cfg: SanityConfig, ctx: RunContext) -> ProcedureResult:
                 res = ctx.train(model, mask=mask, start_iteration=start_it,
                                 seed=derive_seed(seed, "ticket", r), desc=f"{method} {d} {t} {sparsity}")
                 label = "/".join([method] + [c for c in (d, t) if c != "none"])
-                _row(ctx, label, r, mask, res,
-                     {"method": method, "data_check": d, "ticket_check": t, "sparsity": sparsity})
+                extra = {"method": method, "data_check": d, "ticket_check": t, "sparsity": sparsity}
+                if iterative:
+                    extra["imp_rounds"] = cfg.imp_rounds
+                _row(ctx, label, cfg.imp_rounds if iterative else r, mask, res, extra)
     ctx.result.model = model
     return ctx.result
+
+
+def _imp_phase(cfg: SanityConfig, ctx: RunContext, model, init_state: dict, dense: dict,
+               checked: dict) -> dict[tuple[str, str], tuple[Mask, dict]]:
+    """The pruning phase of iterative LT / LT-rewind / LR rewinding: for each (method, data check) of
+    :meth:`SanityConfig.imp_runs`, IMP from that check's dense run, every round trained on the checked
+    data. Returns (mask after ``imp_rounds`` prunings, weights of the last pruning-phase training)."""
+    seed, k, rate = ctx.seed, cfg.rewind_iteration, cfg.imp_rate
+    first: dict[str, Mask] = {}   # round 1 prunes the dense run: one mask per data check (as one-shot)
+    out = {}
+    for method, d in cfg.imp_runs():
+        trained, theta_k = dense[d]
+        if d not in first:
+            first[d] = _method_mask(method, model, init_state, dense[d], checked[d], rate, cfg,
+                                    derive_seed(seed, "mask", "magnitude", d, 0))
+        mask, state = first[d], trained
+        for rnd in range(1, cfg.imp_rounds):
+            if method == "lt":
+                start, start_it = init_state, 0
+            elif method == "lt_rewind":
+                start, start_it = theta_k, k
+            else:                      # lr_rewind: trained weights, schedule replayed
+                start, start_it = state, 0
+            start, _ = apply_ticket_check("none", start, mask)
+            restore(model, start)
+            res = ctx.train(model, mask=mask, data=checked[d], start_iteration=start_it,
+                            seed=derive_seed(seed, "round", rnd), desc=f"imp {method} {d} round {rnd}")
+            _row(ctx, "/".join(["imp", method] + ([d] if d != "none" else [])), rnd, mask, res,
+                 {"method": f"imp/{method}", "data_check": d, "ticket_check": "none",
+                  "sparsity": 1.0 - (1.0 - rate) ** rnd, "imp_rounds": cfg.imp_rounds})
+            state = snapshot(model)
+            g = generator(derive_seed(seed, "mask", method, d, rnd), "select")
+            if cfg.lt_scope == "sc_conv":
+                mask = sc_lt_prune(model, mask, rate, generator=g)
+            else:
+                mask = prune(model, mask=mask, rate=rate, scope="conv_linear", score="magnitude",
+                             seed=derive_seed(seed, "mask", method, d, rnd), apply=False)
+        out[method, d] = (mask, state)
+    return out
 
 
 def _method_mask(method, model, init_state, dense, data, sparsity, cfg: SanityConfig, mseed: int) -> Mask:
