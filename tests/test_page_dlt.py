@@ -57,3 +57,20 @@ def test_learned_supermask_names_come_from_the_spec(page):
     data = page[2]
     tags = sorted(lsm_tag(r.spec) for r in data.runs if r.spec.procedure.kind == "supermask")
     assert tags == sorted(p.stem for p in ROWS.glob("lsm-*.jsonl"))
+
+
+def test_welch_tables_match_scipy(page):
+    """The Welch table of large_final vs random at round 7 equals scipy's unequal-variance t-test on the
+    seeds' accuracies read from the raw rows."""
+    from scipy import stats as st
+    def accs(job):
+        out = []
+        for name in (f"{job}.jsonl", f"{job}@s1.jsonl", f"{job}@s2.jsonl"):
+            rows = [json.loads(line) for line in (ROWS / name).read_text().splitlines() if line.strip()]
+            out += [r["test_acc"] for r in rows if r["round"] == 7 and r["variant"] == "ticket"]
+        return out
+    t, p = st.ttest_ind(accs("imp-large_final"), accs("imp-random"), equal_var=False)
+    text = (page[3] / "tables.md").read_text()
+    section = text.split("### Welch t-tests per pruning percentage: large_final vs random")[1]
+    row = next(l for l in section.splitlines() if l.startswith("| 7 |")).split(" | ")
+    assert row[4:7] == [str(round(t, 2)), f"{p:.3g}", "3/3 |"]

@@ -246,6 +246,27 @@ def lsm_table(df, data: PageData):
     return pd.DataFrame(rows)
 
 
+# the rebuttal's statistical tests: at each pruning percentage, across the independent runs (seeds)
+WELCH_PAIRS = (("imp-large_final", "imp-random", "large_final vs random"),
+               ("imp-large_final", "pruned-freeze_init", "zero vs freeze_init (pruned weights)"))
+
+
+def welch_table(df: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Welch's t-test of test accuracy between jobs ``a`` and ``b`` at every round both have (seeds as runs)."""
+    from ...analysis import welch
+    d = df[df.variant == "ticket"]
+    rows = []
+    for rnd, g in d[d.job.isin([a, b])].groupby("round"):
+        xa, xb = g[g.job == a].test_acc, g[g.job == b].test_acc
+        if not (len(xa) and len(xb)):
+            continue
+        w = welch(xa, xb)
+        rows.append({"round": rnd, "remaining %": round(g.remaining_pct.mean(), 2),
+                     f"{a} %": round(100 * xa.mean(), 2), f"{b} %": round(100 * xb.mean(), 2),
+                     "t": round(w["t"], 2), "p": f"{w['p']:.3g}", "seeds": f"{w['n_a']}/{w['n_b']}"})
+    return pd.DataFrame(rows)
+
+
 IMP_SECTIONS = (
     ("Mask criteria", [f"imp-{c}" for c in CRITERIA], CRITERIA, "criteria.png"),
     ("Kept-weight actions (large_final masks)", ["imp-large_final"] + [f"kept-{a}" for a in KEPT],
@@ -266,6 +287,10 @@ def build(data: PageData, out: Path) -> list[Path]:
         imp_plot(df, jobs, labels, title, out / png)
         files.append(out / png)
         parts.append(f"### {title}\n\n" + md(imp_table(df, jobs, labels)))
+    for a, b, title in WELCH_PAIRS:
+        table = welch_table(df, a, b)
+        if len(table):
+            parts.append(f"### Welch t-tests per pruning percentage: {title}\n\n" + md(table))
     if len(_csm_rows(df)):
         csm_plot(df, out / "criterion_supermask.png")
         files.append(out / "criterion_supermask.png")
