@@ -3,6 +3,7 @@ from .errors import (ChecksumError, ConfigError, DataNotFoundError, PrunelabErro
                      UnknownNameError)
 from .primitives import Mask, MaskEnforcer, resolve_scope
 from .procedures import IMPConfig, ProcedureResult, run_imp, run_oneshot, run_procedure
+from .export import export_pruned
 from .pruning import prune
 from .training import TrainConfig, evaluate, train
 
@@ -21,5 +22,6 @@ def __getattr__(name):  # models and data import lazily: heavy registries, optio
 
 __all__ = ["ChecksumError", "ConfigError", "DataNotFoundError", "IMPConfig", "Mask",
            "MaskEnforcer", "PrunelabError", "TrainConfig", "TrainingDivergedError", "UnknownNameError",
-           "ProcedureResult", "build_model", "evaluate", "list_datasets", "list_models", "load_dataset", "prune",
+           "ProcedureResult", "build_model", "evaluate", "export_pruned", "list_datasets", "list_models",
+           "load_dataset", "prune",
            "register_model", "resolve_scope", "run_imp", "run_oneshot", "run_procedure", "train", "__version__"]

@@ -12,6 +12,7 @@ from .errors import ConfigError
 from .primitives.allocation import (RateSpec, check_sparsity, keep_global, keep_global_rate,
                                     keep_per_layer_rates, keep_uniform, resolve_rates)
 from .primitives.masks import Mask
+from .primitives.nm import NMLike, check_nm_mask, parse_nm, select_nm
 from .primitives.scopes import ScopeLike
 from .primitives.scores import compute_scores, is_elementwise
 from .primitives.selection import select_global, select_layerwise
@@ -42,7 +43,7 @@ def prune(model: nn.Module, *, sparsity: Optional[float] = None, rate: Optional[
           mask: Optional[Mask] = None, scope: ScopeLike = None, score: str = "magnitude",
           allocation: Literal["global", "layerwise"] = "global", rounding: str = "plain",
           ties: str = "random", seed: int = 0, min_keep: Optional[Mapping[str, int]] = None,
-          apply: bool = True, **score_context) -> Mask:
+          apply: bool = True, pattern: Optional[NMLike] = None, **score_context) -> Mask:
     """Prune ``model`` and return the new mask.
 
     Give either ``sparsity`` (final fraction of the scope removed, e.g. 0.9) or ``rate`` (fraction of the
@@ -50,8 +51,19 @@ def prune(model: nn.Module, *, sparsity: Optional[float] = None, rate: Optional[
     ``"lenet300_100"``). ``mask`` is the current mask (default: everything in ``scope`` kept); pruned
     weights are never revived. ``allocation`` is ``global`` (one threshold over all layers) or
     ``layerwise`` (each layer by itself). With ``apply`` the pruned weights are zeroed in ``model``.
+
+    ``pattern`` (``"2:4"``, ``(1, 4)``, ...) prunes N:M semi-structured instead of ``sparsity``/``rate``:
+    in every group of M consecutive weights along each layer's input dimension the N highest scores stay,
+    ties to the lower index (see :mod:`prunelab.primitives.nm`; ``allocation``/``ties``/``rounding``
+    do not apply).
     """
-    if (sparsity is None) == (rate is None):
+    nm = None
+    if pattern is not None:
+        if sparsity is not None or rate is not None:
+            raise ConfigError(f"pattern={pattern!r} fixes the sparsity at 1 - N/M; do not also give "
+                              f"sparsity={sparsity!r} or rate={rate!r}")
+        nm = parse_nm(pattern)
+    elif (sparsity is None) == (rate is None):
         raise ConfigError(f"give exactly one of sparsity={sparsity!r} or rate={rate!r}")
     if allocation not in ALLOCATIONS:
         raise ConfigError(f"unknown allocation {allocation!r}; allowed: {', '.join(ALLOCATIONS)}")
@@ -59,12 +71,19 @@ def prune(model: nn.Module, *, sparsity: Optional[float] = None, rate: Optional[
         with _one_intra_op_thread(model):
             mask = Mask.ones(model, scope)
     mask.check(model)
+    if nm is not None:
+        check_nm_mask(mask, nm[1])   # before any (possibly costly) scoring
     scores = None
     if not is_elementwise(score):   # forward/backward passes (SNIP, GraSP, ...) use every thread
         scores = compute_scores(score, model, mask, generator=make_generator(seed, "score"), **score_context)
     with _one_intra_op_thread(model):
         if scores is None:
             scores = compute_scores(score, model, mask, generator=make_generator(seed, "score"), **score_context)
+        if nm is not None:
+            new = select_nm(scores, mask, *nm)
+            if apply:
+                new.apply(model)
+            return new
         return _select_and_apply(model, sparsity, rate, mask, scores, allocation, rounding, ties, seed,
                                  min_keep, apply)
 

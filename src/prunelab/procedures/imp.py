@@ -30,6 +30,7 @@ from torch import nn
 
 from ..primitives.criteria import SINGLE, single_mask
 from ..primitives.masks import Mask
+from ..primitives.nm import nm_schedule, parse_nm
 from ..primitives.schedules import geometric_rate
 from ..primitives.weight_actions import (KEPT_ACTIONS, PRUNED_ACTIONS, FrozenWeights, apply_kept_action,
                                          pruned_action)
@@ -83,6 +84,9 @@ class IMPConfig(_PruneRounds):
     kept_action: Literal[KEPT_ACTIONS] = "none"
     kept_rescale: bool = False
     pruned_action: Literal[PRUNED_ACTIONS] = "zero"
+    # N:M semi-structured masks ("2:4"; replaces rate/sparsity): every round prunes N_r:M along each layer's
+    # input dimension, N_r = M - round(r (M - N) / rounds) (halves up), so the last round's mask is exactly N:M
+    pattern: Optional[str] = None
 
     @field_validator("rate")
     @classmethod
@@ -103,7 +107,22 @@ class IMPConfig(_PruneRounds):
         if self.uses_weight_actions() and self.rewind != "init":
             raise ValueError(f"kept_action={self.kept_action!r} / pruned_action={self.pruned_action!r} "
                              f"act on the round's initial weights and need rewind='init', got {self.rewind!r}")
+        if self.pattern is not None:
+            parse_nm(self.pattern)
+            if self.rounds < 1:
+                raise ValueError(f"pattern={self.pattern!r} needs rounds >= 1, got rounds={self.rounds}")
+            if self.sparsity is not None or self.rate != type(self).model_fields["rate"].default:
+                raise ValueError(f"pattern={self.pattern!r} sets each round's pruning; do not also give "
+                                 f"sparsity={self.sparsity!r} or rate={self.rate!r}")
+            if self.score in SINGLE:
+                raise ValueError(f"pattern={self.pattern!r} needs a ranking score; {self.score!r} is a mask "
+                                 f"criterion")
         return self
+
+    def round_pattern(self, rnd: int) -> str:
+        """The N:M pattern of IMP round ``rnd`` (1-based) when ``pattern`` is set."""
+        n, m = parse_nm(self.pattern)
+        return f"{nm_schedule(n, m, self.rounds)[rnd - 1]}:{m}"
 
     def uses_weight_actions(self) -> bool:
         return self.kept_action != "none" or self.kept_rescale or self.pruned_action != "zero"
@@ -251,6 +270,9 @@ def _run_imp(imp: IMPConfig, ctx: RunContext) -> ProcedureResult:
             restore(model, scored_state)
         if imp.score in SINGLE:
             mask = single_mask(imp.score, model, mask, init_state=round_init)
+        elif imp.pattern is not None:
+            mask = prune(model, mask=mask, pattern=imp.round_pattern(rnd), score=imp.score,
+                         seed=derive_seed(seed, "prune", rnd), apply=False, init_state=round_init)
         else:
             mask = prune(model, mask=mask, rate=rate, allocation=imp.allocation, rounding=imp.rounding,
                          score=imp.score, ties=imp.ties, seed=derive_seed(seed, "prune", rnd), apply=False,
