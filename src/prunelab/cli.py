@@ -55,7 +55,11 @@ def _cmd_run(args) -> int:
     from .experiments import load_plan, make_executor, results_frame, run_plan, Store
     from .experiments.tables import summary_table
 
-    runs = [r for spec in args.spec for r in load_plan(_spec_path(spec), args.set or [])]  # all validated first
+    planned = [r for spec in args.spec for r in load_plan(_spec_path(spec), args.set or [])]  # all validated first
+    first = {}
+    for r in planned:               # a run that two specs name runs once, where it first appears
+        first.setdefault(r.run_id, r)
+    runs = list(first.values())
     root = _results_root(args)
     if args.dry_run:
         from .experiments.provenance import artifacts_intact
