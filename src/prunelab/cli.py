@@ -1,4 +1,4 @@
-"""Command line: ``prunelab run | status | results | report | list | demo``.
+"""Command line: ``prunelab run | status | results | report | import | export | list | demo``.
 
 Exit codes: 0 success, 1 a run failed, 2 bad input (a spec error, an unknown name, a missing file).
 """
@@ -244,6 +244,142 @@ def _cmd_demo(args) -> int:
     return EXIT_OK
 
 
+# export -------------------------------------------------------------------------------------------------
+EXPORT_HELP = """\
+Writes FILE (safetensors: the exported model's state dict, no pickle) and FILE with the suffix .json (the
+architecture: model name, options, num_classes, input_shape, the pruned filters per conv, and the removal
+report per layer). To load the exported model in Python:
+
+    from prunelab.cli import load_exported
+    model = load_exported("FILE")        # rebuilds the smaller model from the .json, loads FILE's tensors
+
+(load_exported rebuilds the registry model, re-runs export_pruned on the recorded filter mask without
+its check to get the same smaller structure, then loads the saved state dict strictly.)"""
+
+
+def _sidecar(out: Path) -> Path:
+    return out.with_suffix(".json")
+
+
+def _filter_entries(mask, model) -> dict[str, list[int]]:
+    """``{conv weight name: pruned output channels}`` for the filter-shaped conv entries of ``mask``."""
+    from torch import nn
+    mods = dict(model.named_modules())
+    out = {}
+    for n, m in mask.items():
+        conv = mods.get(n[: -len(".weight")]) if n.endswith(".weight") else None
+        if isinstance(conv, nn.Conv2d) and m.dim() == 4 and tuple(m.shape[1:]) == (1, 1, 1):
+            out[n] = (~m.reshape(-1).bool()).nonzero().flatten().tolist()
+    return out
+
+
+def _build_registry_model(name: str, options: dict, num_classes: int, input_shape, seed: int = 0):
+    from .models import build_model
+    return build_model(name, num_classes=num_classes, input_shape=tuple(input_shape), seed=seed, **options)
+
+
+def _filter_mask_from(model, pruned: dict[str, list[int]]):
+    import torch
+    from .primitives.masks import Mask
+    params = dict(model.named_parameters())
+    masks, shapes = {}, {}
+    for n, chans in pruned.items():
+        shape = tuple(params[n].shape)
+        m = torch.ones(shape[0], 1, 1, 1, dtype=torch.bool)
+        m[list(chans)] = False
+        masks[n], shapes[n] = m, shape
+    return Mask(masks, shapes)
+
+
+def load_exported(path):
+    """The model written by ``prunelab export``: rebuilt from ``<path>.json`` and loaded from ``path``."""
+    import json
+    from .export import export_pruned
+    from .io import load_tensors
+    path = Path(path)
+    desc = json.loads(_sidecar(path).read_text())
+    m = desc["model"]
+    model = _build_registry_model(m["name"], m["options"], m["num_classes"], m["input_shape"])
+    exported = export_pruned(model, _filter_mask_from(model, desc["filters_pruned"]), check=False)
+    state, _ = load_tensors(path)
+    exported.load_state_dict(state, strict=True)
+    return exported.eval()
+
+
+def _cmd_export(args) -> int:
+    import json
+    from .data import dataset_info
+    from .experiments.spec import ExperimentSpec
+    from .export import format_report, export_pruned
+    from .io import atomic_write_bytes, load_tensors, save_tensors
+    from .primitives.masks import Mask
+
+    out = Path(args.out)
+    if out.suffix == ".json":
+        raise ConfigError(f"--out {str(out)!r}: the .json name is taken by the sidecar; use e.g. model.safetensors")
+    store = _open_store(args)
+    row = store.get_run(args.run_id)
+    if row is None:
+        raise ConfigError(f"unknown run id {args.run_id!r} in {store.root} (`prunelab status` lists the runs)")
+    if row["status"] != "done":
+        raise ConfigError(f"run {args.run_id} is {row['status']!r}, not done; finish it first (`prunelab run`)")
+    arts = {a["kind"]: a["abspath"] for a in store.artifacts(args.run_id)}
+    masks = {k[len("mask/"):]: p for k, p in arts.items() if k.startswith("mask/")}
+    if args.variant is not None:
+        if args.variant not in masks:
+            raise ConfigError(f"run {args.run_id} has no mask of variant {args.variant!r}; "
+                              f"its variants: {sorted(masks) or 'none'}")
+        variant = args.variant
+    elif len(masks) == 1:
+        variant = next(iter(masks))
+    elif not masks:
+        raise ConfigError(f"run {args.run_id} has no filter mask (no mask artifact); export needs a run "
+                          f"that prunes filters (e.g. a GST `stability` run)")
+    else:
+        raise ConfigError(f"run {args.run_id} has masks of several variants {sorted(masks)}; pick one with --variant")
+    if "state/final" not in arts:
+        raise ConfigError(f"run {args.run_id} has no final model state (state/final); nothing to export")
+
+    spec = ExperimentSpec.model_validate_json(row["spec_json"])
+    info = dataset_info(spec.dataset.name)
+    model = _build_registry_model(spec.model.name, dict(spec.model.options), info.num_classes, info.input_shape)
+    state, _ = load_tensors(arts["state/final"])
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ConfigError(f"run {args.run_id}: its final state does not fit {spec.model.name} rebuilt from the "
+                          f"spec: {str(e).splitlines()[0]}") from None
+    model.eval()
+    mask = Mask.load(masks[variant])
+    pruned = _filter_entries(mask, model)
+    if not any(pruned.values()):
+        what = "prunes no filter" if pruned else "holds no filter (conv output-channel) entries"
+        raise ConfigError(f"run {args.run_id}: the mask of variant {variant!r} {what}; it has no filter mask "
+                          f"to export (weight-level masks zero weights but remove no channel)")
+    exported = export_pruned(model, mask)
+    report = exported.export_report
+    save_tensors(out, exported.state_dict(), {"run_id": args.run_id, "variant": variant,
+                                              "exported_from": spec.model.name})
+    desc = {
+        "format": "prunelab-export/1",
+        "run_id": args.run_id, "variant": variant, "weights": out.name,
+        "model": {"name": spec.model.name, "options": dict(spec.model.options), "num_classes": info.num_classes,
+                  "input_shape": list(info.input_shape)},
+        "filters_pruned": pruned,
+        "parameters": {"before": sum(p.numel() for p in model.parameters()),
+                       "after": sum(p.numel() for p in exported.parameters())},
+        "shapes": {k: list(v.shape) for k, v in exported.state_dict().items()},
+        "report": {n: vars(c) for n, c in report.items()},
+        "load": "from prunelab.cli import load_exported; model = load_exported(WEIGHTS_FILE)",
+    }
+    atomic_write_bytes(_sidecar(out), (json.dumps(desc, indent=1) + "\n").encode())
+    print(format_report(report))
+    b, a = desc["parameters"]["before"], desc["parameters"]["after"]
+    print(f"\nrun {args.run_id} ({variant}): parameters {b:,} -> {a:,} ({a / b:.1%}); "
+          f"wrote {out} and {_sidecar(out)}")
+    return EXIT_OK
+
+
 # parser ----------------------------------------------------------------------------------------------------
 def _add_results(p) -> None:
     p.add_argument("--results", metavar="DIR", default=None,
@@ -309,6 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--note", default="", help="where the rows came from (kept with the run)")
     _add_results(im)
     im.set_defaults(func=_cmd_import)
+
+    ex = sub.add_parser("export", help="a stored run's filter-pruned model as a smaller dense model (safetensors)",
+                        description="Remove the filters a stored run pruned (its final state and filter mask) "
+                                    "and save the smaller dense model; prints what was removed per layer.",
+                        epilog=EXPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("run_id", metavar="RUN_ID", help="a finished run (`prunelab status` lists the ids)")
+    ex.add_argument("--variant", default=None, help="which mask of the run (default: its only one)")
+    ex.add_argument("--out", metavar="FILE", required=True, help="output .safetensors file (the .json sidecar goes next to it)")
+    _add_results(ex)
+    ex.set_defaults(func=_cmd_export)
 
     ls = sub.add_parser("list", help="list registered names")
     ls.add_argument("what", choices=["models", "datasets", "methods", "recipes", "scores"])
