@@ -186,3 +186,44 @@ def test_passed_optimizer_keeps_momentum_across_calls(blobs):
     train(fresh, blobs, cfg1, seed=3)
     train(fresh, blobs, cfg2, seed=3, start_iteration=1)
     assert not params_equal(whole, fresh)
+
+
+_HOST_SYNCS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
+
+
+def _count_host_syncs(fn) -> int:
+    """Calls of the Tensor methods that copy a value to the host (a device sync on an accelerator)."""
+    calls = [0]
+    originals = {name: getattr(torch.Tensor, name) for name in _HOST_SYNCS}
+
+    def counting(orig):
+        def counted(self, *a, **k):
+            calls[0] += 1
+            return orig(self, *a, **k)
+        return counted
+    try:
+        for name, orig in originals.items():
+            setattr(torch.Tensor, name, counting(orig))
+        fn()
+    finally:
+        for name, orig in originals.items():
+            setattr(torch.Tensor, name, orig)
+    return calls[0]
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_training_step_has_no_host_sync(blobs, opt):
+    """Between evaluations a step never reads a tensor value on the host: the host syncs of a run do not
+    grow with its number of steps (the evaluation at the end reads its results once), apart from the NaN
+    check every ``nan_check_every`` steps. Masked and unmasked, SGD with momentum and Adam."""
+    def syncs(iterations, masked, nan_check_every=10_000):
+        m = tiny_mlp(0)
+        mask = prune(m, sparsity=0.5) if masked else None
+        cfg = TrainConfig(optimizer=opt, lr=0.01, batch_size=32, iterations=iterations, eval_every=iterations,
+                          eval_splits=("test",), nan_check_every=nan_check_every)
+        return _count_host_syncs(lambda: train(m, blobs, cfg, mask=mask, seed=0))
+
+    for masked in (False, True):
+        short, long = syncs(4, masked), syncs(40, masked)
+        assert short == long > 0, (masked, short, long)   # > 0: the patch does see the evaluation's reads
+    assert syncs(40, True, nan_check_every=10) == syncs(40, True) + 4  # the NaN check, every 10th step
