@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import os
 import platform
 import random
 import statistics
@@ -45,7 +46,7 @@ from prunelab.seeding import generator
 
 from _machine import cores, load  # benchmarks/_machine.py: scripts here import their neighbours
 
-DATA = "/work/shared/data"
+DATA = os.environ.get("PRUNELAB_DATA", "../shared/data")   # the data root, as everywhere else
 
 
 def cpu_model() -> str:

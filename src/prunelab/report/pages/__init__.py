@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import pandas as pd
 
@@ -45,14 +45,18 @@ class PageData:
     def history(self, run_id: str) -> list[dict]:
         return self.store.history_rows(run_id)
 
-    def coverage(self) -> str:
-        """``"12 of 15 planned runs done"`` per recipe, for the page's tables."""
+    def coverage(self, recipes: Optional[Iterable[str]] = None) -> str:
+        """``"`rec`: 12 of 15 runs done"`` per recipe (all the page's, or ``recipes``), for the tables."""
         done = set(self.done)
         parts = []
-        for rec in dict.fromkeys(self.recipe_of.values()):
+        for rec in (dict.fromkeys(self.recipe_of.values()) if recipes is None else recipes):
             ids = [rid for rid, r in self.recipe_of.items() if r == rec]
             parts.append(f"`{rec}`: {sum(i in done for i in ids)} of {len(ids)} runs done")
         return "; ".join(parts)
+
+    def runs_line(self, recipe: str) -> str:
+        """The closing line of a table built from one recipe's runs."""
+        return f"Runs: {self.coverage([recipe])}."
 
 
 @dataclass(frozen=True)

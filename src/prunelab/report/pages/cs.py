@@ -298,12 +298,7 @@ def plot(df: pd.DataFrame, suite: Suite, path: Path) -> None:
 
 def coverage(data: PageData, suite: Suite) -> str:
     """:meth:`PageData.coverage` restricted to the suite's recipes."""
-    done = set(data.done)
-    parts = []
-    for rec in suite.groups.values():
-        ids = [rid for rid, r in data.recipe_of.items() if r == rec]
-        parts.append(f"`{rec}`: {sum(i in done for i in ids)} of {len(ids)} runs done")
-    return "; ".join(parts)
+    return data.coverage(suite.groups.values())
 
 
 @register_page("cs", OUT, tuple(rec for s in SUITES for rec in s.groups.values()) + tuple(TABLE_RECIPES),

@@ -96,10 +96,8 @@ def write_rebuttal_tables(data: PageData, out: Path) -> list[Path]:
         rows, dense = method_rows(data, recipe)
         if dense.empty:          # no dense reference yet
             continue
-        ids = [rid for rid, r in data.recipe_of.items() if r == recipe]
-        done = sum(i in set(data.done) for i in ids)
         text = highest_table(rows, dense, model) + [""] + curves_table(rows)
-        text += ["", f"Runs: `{recipe}`: {done} of {len(ids)} runs done."]
+        text += ["", data.runs_line(recipe)]
         files.append(atomic_write_bytes(out / sub / "tables.md", ("\n".join(text) + "\n").encode()))
         files.append(plot(rows, dense, model, out / sub / "sparsity_accuracy.png"))
     return files

@@ -62,12 +62,6 @@ def summary_csv(df: pd.DataFrame) -> str:
     return df[[c for c in SUMMARY_COLUMNS if c in df.columns]].to_csv(index=False)
 
 
-def coverage(data: PageData, recipe: str) -> str:
-    ids = [rid for rid, r in data.recipe_of.items() if r == recipe]
-    done = set(data.done)
-    return f"Runs: `{recipe}`: {sum(i in done for i in ids)} of {len(ids)} runs done."
-
-
 # --------------------------------------------------------------------------------------------------------
 # tables (the example script's report, unchanged in numbers and formatting)
 
@@ -276,7 +270,7 @@ def build(data: PageData, out: Path) -> list[Path]:
         if with_masks:   # the extra run's masks at init are the same ones (same spec but the checks)
             first = next(r.spec for r in data.runs if data.recipe_of[r.run_id] == recipe)
             lines += mask_structure(first)
-        lines += ["", coverage(data, recipe)]
+        lines += ["", data.runs_line(recipe)]
         files += [atomic_write_bytes(where / "tables.md", ("\n".join(lines) + "\n").encode()),
                   atomic_write_bytes(where / "summary.csv", summary_csv(df).encode()),
                   plot(df.assign(acc=100.0 * df["test_acc"]), where / "sanity_checks.png")]

@@ -68,12 +68,6 @@ def epoch_history(data: PageData, run_id: str) -> list[dict]:
     return [h for h in hist if "test_acc" in h]
 
 
-def coverage(data: PageData, recipe: str) -> str:
-    ids = [rid for rid, r in data.recipe_of.items() if r == recipe]
-    done = set(data.done)
-    return f"Runs: `{recipe}`: {sum(i in done for i in ids)} of {len(ids)} runs done."
-
-
 # the report of examples/stability.py --report ----------------------------------------------------------
 def flatness_columns(df: pd.DataFrame) -> list[str]:
     """The flatness measures some of these runs have (only runs with ``procedure.flatness`` measure them)."""
@@ -192,7 +186,7 @@ def combined_tables(df: pd.DataFrame) -> str:
 
 def write_followup(data: PageData, out: Path) -> list[Path]:
     df = runs_frame(data, HALF, batches=(FOLLOWUP_REQUESTED,))   # the extra configs ran after the requested
-    line = coverage(data, HALF)
+    line = data.runs_line(HALF)
     files = write_gst_report(df[df["config"].isin(FOLLOWUP_REQUESTED)], FOLLOWUP_PAIRS, out, line)
     combined = followup_frame(data, df)
     files.append(atomic_write_bytes(out / "combined.md", (combined_tables(combined) + f"\n{line}\n").encode()))
@@ -309,7 +303,7 @@ def write_f4(data: PageData, out: Path) -> list[Path]:
     from .. import plot_stability
 
     df = f4_frame(data)
-    text = f4_tables(data, df) + f"\n{coverage(data, F4)}\n"
+    text = f4_tables(data, df) + f"\n{data.runs_line(F4)}\n"
     files = [atomic_write_bytes(out / "tables.md", text.encode()),
              atomic_write_bytes(out / "runs.csv", df.to_csv(index=False).encode())]
     if len(df) >= 2:
@@ -338,11 +332,11 @@ def build(data: PageData, out: Path) -> list[Path]:
     out = Path(out)
     files = []
     if len(data.recipe(MAIN)):
-        files += write_gst_report(runs_frame(data, MAIN), MAIN_PAIRS, out, coverage(data, MAIN))
+        files += write_gst_report(runs_frame(data, MAIN), MAIN_PAIRS, out, data.runs_line(MAIN))
     if len(data.recipe(HALF)):
         files += write_followup(data, out / "followup")
     if len(data.recipe(RN18)):
-        text = resnet_tables(data, runs_frame(data, RN18)) + f"\n{coverage(data, RN18)}\n"
+        text = resnet_tables(data, runs_frame(data, RN18)) + f"\n{data.runs_line(RN18)}\n"
         files.append(atomic_write_bytes(out / "resnet18" / "tables.md", text.encode()))
     if len(data.recipe(F4)):
         files += write_f4(data, out / "f4")
