@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import prunelab.data
-from prunelab.cli import load_exported, main
+from prunelab.cli import main
+from prunelab.export import load_exported
 from prunelab.data import Dataset, Split
 from prunelab.experiments import ExperimentSpec, Store, run_experiment
 from prunelab.io import load_tensors

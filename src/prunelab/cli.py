@@ -250,15 +250,11 @@ Writes FILE (safetensors: the exported model's state dict, no pickle) and FILE w
 architecture: model name, options, num_classes, input_shape, the pruned filters per conv, and the removal
 report per layer). To load the exported model in Python:
 
-    from prunelab.cli import load_exported
+    from prunelab.export import load_exported
     model = load_exported("FILE")        # rebuilds the smaller model from the .json, loads FILE's tensors
 
 (load_exported rebuilds the registry model, re-runs export_pruned on the recorded filter mask without
 its check to get the same smaller structure, then loads the saved state dict strictly.)"""
-
-
-def _sidecar(out: Path) -> Path:
-    return out.with_suffix(".json")
 
 
 def _filter_entries(mask, model) -> dict[str, list[int]]:
@@ -273,44 +269,12 @@ def _filter_entries(mask, model) -> dict[str, list[int]]:
     return out
 
 
-def _build_registry_model(name: str, options: dict, num_classes: int, input_shape, seed: int = 0):
-    from .models import build_model
-    return build_model(name, num_classes=num_classes, input_shape=tuple(input_shape), seed=seed, **options)
-
-
-def _filter_mask_from(model, pruned: dict[str, list[int]]):
-    import torch
-    from .primitives.masks import Mask
-    params = dict(model.named_parameters())
-    masks, shapes = {}, {}
-    for n, chans in pruned.items():
-        shape = tuple(params[n].shape)
-        m = torch.ones(shape[0], 1, 1, 1, dtype=torch.bool)
-        m[list(chans)] = False
-        masks[n], shapes[n] = m, shape
-    return Mask(masks, shapes)
-
-
-def load_exported(path):
-    """The model written by ``prunelab export``: rebuilt from ``<path>.json`` and loaded from ``path``."""
-    import json
-    from .export import export_pruned
-    from .io import load_tensors
-    path = Path(path)
-    desc = json.loads(_sidecar(path).read_text())
-    m = desc["model"]
-    model = _build_registry_model(m["name"], m["options"], m["num_classes"], m["input_shape"])
-    exported = export_pruned(model, _filter_mask_from(model, desc["filters_pruned"]), check=False)
-    state, _ = load_tensors(path)
-    exported.load_state_dict(state, strict=True)
-    return exported.eval()
-
-
 def _cmd_export(args) -> int:
     import json
     from .data import dataset_info
     from .experiments.spec import ExperimentSpec
-    from .export import format_report, export_pruned
+    from .export import export_pruned, format_report, sidecar
+    from .models import build_model
     from .io import atomic_write_bytes, load_tensors, save_tensors
     from .primitives.masks import Mask
 
@@ -342,7 +306,8 @@ def _cmd_export(args) -> int:
 
     spec = ExperimentSpec.model_validate_json(row["spec_json"])
     info = dataset_info(spec.dataset.name)
-    model = _build_registry_model(spec.model.name, dict(spec.model.options), info.num_classes, info.input_shape)
+    model = build_model(spec.model.name, num_classes=info.num_classes, input_shape=tuple(info.input_shape), seed=0,
+                        **dict(spec.model.options))
     state, _ = load_tensors(arts["state/final"])
     try:
         model.load_state_dict(state, strict=True)
@@ -370,13 +335,13 @@ def _cmd_export(args) -> int:
                        "after": sum(p.numel() for p in exported.parameters())},
         "shapes": {k: list(v.shape) for k, v in exported.state_dict().items()},
         "report": {n: vars(c) for n, c in report.items()},
-        "load": "from prunelab.cli import load_exported; model = load_exported(WEIGHTS_FILE)",
+        "load": "from prunelab.export import load_exported; model = load_exported(WEIGHTS_FILE)",
     }
-    atomic_write_bytes(_sidecar(out), (json.dumps(desc, indent=1) + "\n").encode())
+    atomic_write_bytes(sidecar(out), (json.dumps(desc, indent=1) + "\n").encode())
     print(format_report(report))
     b, a = desc["parameters"]["before"], desc["parameters"]["after"]
     print(f"\nrun {args.run_id} ({variant}): parameters {b:,} -> {a:,} ({a / b:.1%}); "
-          f"wrote {out} and {_sidecar(out)}")
+          f"wrote {out} and {sidecar(out)}")
     return EXIT_OK
 
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -408,3 +409,37 @@ def format_report(report: dict[str, LayerChange]) -> str:
                      str(len(c.removed_in)), str(len(c.zero_kept))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+
+
+# the files `prunelab export` writes ----------------------------------------------------------------------
+def sidecar(path) -> Path:
+    """The JSON description beside an exported model's safetensors file."""
+    return Path(path).with_suffix(".json")
+
+
+def _filter_mask_from(model: nn.Module, pruned: dict[str, list[int]]) -> Mask:
+    params = dict(model.named_parameters())
+    masks, shapes = {}, {}
+    for n, chans in pruned.items():
+        shape = tuple(params[n].shape)
+        m = torch.ones(shape[0], 1, 1, 1, dtype=torch.bool)
+        m[list(chans)] = False
+        masks[n], shapes[n] = m, shape
+    return Mask(masks, shapes)
+
+
+def load_exported(path) -> nn.Module:
+    """The model written by ``prunelab export``: the registry model rebuilt from ``<path>.json``, exported
+    again on the recorded filter mask (no check: same structure) and loaded strictly from ``path``."""
+    import json
+
+    from .io import load_tensors
+    from .models import build_model
+    desc = json.loads(sidecar(path).read_text())
+    m = desc["model"]
+    model = build_model(m["name"], num_classes=m["num_classes"], input_shape=tuple(m["input_shape"]), seed=0,
+                        **m["options"])
+    exported = export_pruned(model, _filter_mask_from(model, desc["filters_pruned"]), check=False)
+    state, _ = load_tensors(path)
+    exported.load_state_dict(state, strict=True)
+    return exported.eval()
