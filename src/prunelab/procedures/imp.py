@@ -38,7 +38,7 @@ from ..pruning import prune
 from ..seeding import derive_seed, generator
 from ..errors import ConfigError
 from ..training import TrainConfig, restore, snapshot
-from ..training.loop import _has_conv2d, evaluate, resolve_device
+from ..training.loop import resolve_device
 from .base import ModelFn, Procedure, ProcedureResult, ResultRow, RunContext, register_procedure, run_procedure
 from .controls import CONTROLS, ControlStart
 
@@ -183,34 +183,23 @@ def run_oneshot(model_fn: ModelFn, data, train_cfg: TrainConfig, sparsity: float
 
 
 class BestValSnapshot:
-    """Training callback that keeps the weights at the minimum-validation-loss evaluation.
+    """Training callback that keeps the weights at the minimum-validation-loss evaluation: it reads the
+    loop's own evaluation rows (``on_eval``), so the kept iteration is :meth:`TrainResult.early_stop`
+    ``("val")``'s (first minimum wins, as ``min`` does) at no extra cost. ``state_dict`` /
+    ``load_state_dict`` make the snapshot survive resuming."""
 
-    The loop evaluates after the callbacks of a step, so at every evaluation iteration (``it % eval_every
-    == 0`` or ``it == total``) this callback evaluates the ``val`` split itself, with the loop's own
-    settings: the same model state, batches and precision give bit-identical losses, so the kept iteration
-    is :meth:`TrainResult.early_stop` ``("val")``'s (first minimum wins, as ``min`` does). It costs one more
-    validation pass per evaluation and no RNG. ``state_dict`` / ``load_state_dict`` make the snapshot
-    survive resuming."""
-
-    def __init__(self, data, cfg: TrainConfig, model: nn.Module, start_iteration: int = 0):
-        n = len(data.train)
-        self.data = data
-        self.total = cfg.total_iterations(n)
-        self.eval_every = cfg.eval_every or cfg.iterations_per_epoch(n)
-        self.start_iteration = start_iteration
-        self.eval_kw = dict(batch_size=cfg.eval_batch_size, precision=cfg.precision,
-                            channels_last=cfg.channels_last if cfg.channels_last is not None
-                            else _has_conv2d(model))
+    def __init__(self):
         self.best_loss: Optional[float] = None
         self.best_iteration: Optional[int] = None
         self.state: Optional[dict] = None
 
     def __call__(self, it: int, model: nn.Module) -> None:
-        if it % self.eval_every and it != self.total:
-            return
-        loss = evaluate(model, self.data, "val", **self.eval_kw)["val_loss"]
-        if self.best_loss is None or loss < self.best_loss:
-            self.best_loss, self.best_iteration, self.state = loss, it, snapshot(model)
+        pass   # acts on evaluations only
+
+    def on_eval(self, row: dict, model: nn.Module) -> None:
+        loss = row.get("val_loss")
+        if loss is not None and (self.best_loss is None or loss < self.best_loss):
+            self.best_loss, self.best_iteration, self.state = loss, row["iteration"], snapshot(model)
 
     def state_dict(self) -> dict:
         return {"best_loss": self.best_loss, "best_iteration": self.best_iteration, "state": self.state}
@@ -254,7 +243,7 @@ def _run_imp(imp: IMPConfig, ctx: RunContext) -> ProcedureResult:
     round_init = init_state
     ckpts = (k,) if imp.rewind == "iteration" else ()
     early = imp.score_at == "early_stop" and imp.rounds >= 1
-    best = BestValSnapshot(ctx.data, ctx.train_cfg, model) if early else None
+    best = BestValSnapshot() if early else None
     res = ctx.train(model, mask=mask, seed=seed, checkpoint_at=ckpts, desc="round 0",
                     callbacks=(best,) if best is not None else ())
     rewind_state = res.checkpoints[k] if imp.rewind == "iteration" else init_state
@@ -296,7 +285,7 @@ def _run_imp(imp: IMPConfig, ctx: RunContext) -> ProcedureResult:
             cfg = ctx.finetune
         best = None
         if early and rnd < imp.rounds:   # the last round's weights are never scored
-            best = BestValSnapshot(ctx.data, cfg, model, start)
+            best = BestValSnapshot()
             callbacks = (*callbacks, best)
         res = ctx.train(model, cfg, mask=train_mask, seed=derive_seed(seed, "round", rnd),
                         start_iteration=start, callbacks=callbacks, desc=f"round {rnd}")

@@ -163,7 +163,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask: Optional[Mask] = No
     schedule still drives it), ``extra_optimizers`` are stepped alongside it with their own settings (mask
     scores, gates; not on the LR schedule), ``penalty(model)`` is added to the cross-entropy (L1 on masks,
     expected L0, L1 on BN scales). ``callbacks(it, model)`` run after every step; the reported training
-    loss is the cross-entropy alone. ``mask_schedule`` changes the enforced mask during training (it
+    loss is the cross-entropy alone; a callback with an ``on_eval(row, model)`` method also receives every
+    evaluation row as the loop records it. ``mask_schedule`` changes the enforced mask during training (it
     starts from ``mask`` if given, else from its own ``initial``).
 
     ``stage`` (from :class:`~prunelab.training.checkpoint.Checkpoints`) makes the call resumable: partial
@@ -221,6 +222,9 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask: Optional[Mask] = No
                                    precision=cfg.precision, channels_last=channels_last))
         model.train()
         result.history.append(row)
+        for cb in callbacks:   # callbacks that act on evaluations see the loop's own (no second pass)
+            if hasattr(cb, "on_eval"):
+                cb.on_eval(row, model)
 
     it = start_iteration
     run_loss = torch.zeros((), dtype=torch.float64, device=device)
